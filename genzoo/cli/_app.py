@@ -1,0 +1,69 @@
+"""The Typer app and the helpers every command module shares. Commands stay thin: parse, call the API."""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import typer
+
+app = typer.Typer(
+    name="genzoo", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+    help="Train, measure and explore autoencoders, VAEs and GANs. Run `genzoo COMMAND --help` for examples.",
+)
+
+# Errors a user can cause with bad input: print the message, no traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, FileNotFoundError, FileExistsError,
+                                                 NotImplementedError, RuntimeError)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as e:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            typer.echo(f"error: {msg}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def wrote(*paths: Path | str) -> None:
+    """Every command prints what it wrote."""
+    for p in paths:
+        typer.echo(f"wrote {p}")
+
+
+def load_run(run: Path):
+    import genzoo
+    return genzoo.load(run)
+
+
+def run_data(run: Path, data: str | None) -> str:
+    """The dataset a run was trained on (from run.json), unless `data` names another."""
+    if data:
+        return data
+    from .._io import read_json
+    info = read_json(Path(run) / "run.json")
+    return info["data"]
+
+
+def parse_labels(labels: str | None) -> list[int] | None:
+    if labels is None:
+        return None
+    try:
+        return [int(s) for s in labels.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--labels {labels!r}: expected comma-separated class indices such as 3,3,7") from None
+
+
+def main() -> None:
+    from . import commands  # noqa: F401  (registers every command module)
+    app(prog_name="genzoo")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Core commands: models, data list|info|fetch, train, sample, reconstruct."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._app import app, handle_errors, load_run, parse_labels, run_data, wrote
+
+data_app = typer.Typer(help="Datasets: list them, show one, download one.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@app.command("models")
+@handle_errors
+def models_cmd() -> None:
+    """List the registered models, one line each.
+
+    Example: genzoo models
+    """
+    from .. import registry
+    for e in registry.entries():
+        presets = ", ".join(e.config_class.PRESETS) or "-"
+        typer.echo(f"{e.name:<16} {e.summary}  [presets: {presets}]")
+
+
+@data_app.command("list")
+@handle_errors
+def data_list() -> None:
+    """List dataset names and where they are looked for.
+
+    Example: genzoo data list
+    """
+    from .. import data as gd
+    typer.echo(f"data root: {gd.data_root()}  (root= argument, else $GENZOO_DATA, else ~/.cache/genzoo)")
+    for s in gd.all_sources():
+        typer.echo(f"{s.name:<14} {s.summary}")
+    typer.echo(f"{'folder:PATH':<14} PNG/JPEG images under PATH; class sub-folders become labels")
+
+
+@data_app.command("info")
+@handle_errors
+def data_info(name: str = typer.Argument(..., help="dataset name, e.g. mnist or folder:PATH")) -> None:
+    """Show a dataset's size, shape, classes and files.
+
+    Example: genzoo data info mnist-mini
+    """
+    from .. import data as gd
+    typer.echo(json.dumps(gd.info(name), indent=2))
+
+
+@data_app.command("fetch")
+@handle_errors
+def data_fetch(name: str = typer.Argument(..., help="mnist, fashion-mnist or cifar10"),
+               root: Optional[Path] = typer.Option(None, help="data root (default $GENZOO_DATA or ~/.cache/genzoo)"),
+               mirror: Optional[str] = typer.Option(None, help="base URL serving <mirror>/<name>/<file>")) -> None:
+    """Download a dataset from its public mirrors and verify the checksums.
+
+    Example: genzoo data fetch mnist
+    """
+    from .. import data as gd
+    from ..data.fetch import fetch
+    wrote(*fetch(name, gd.data_root(root), mirror=mirror))
+
+
+@app.command("train")
+@handle_errors
+def train_cmd(
+    model: str = typer.Argument(..., help="registered model name (see `genzoo models`)"),
+    data: str = typer.Option("mnist-mini", "--data", "-d", help="dataset name (see `genzoo data list`)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of model and training keys"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="key=value override (repeatable)"),
+    preset: Optional[str] = typer.Option(None, "--preset", help="named size preset, e.g. tiny"),
+    epochs: Optional[int] = typer.Option(None, "--epochs"),
+    steps: Optional[int] = typer.Option(None, "--steps"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    latent_dim: Optional[int] = typer.Option(None, "--latent-dim"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default runs/MODEL-DATA-SEED)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="resize folder: images to this size"),
+    print_config: bool = typer.Option(False, "--print-config", help="print the resolved config and exit"),
+) -> None:
+    """Train a model and write a run directory.
+
+    Example: genzoo train ae --data mnist --epochs 1 --out runs/ae
+    """
+    from .. import registry
+    from ..config import TrainConfig, field_names, parse_sets, read_yaml, split_settings, to_dict
+    from ..train import build_model, train
+
+    settings = read_yaml(config) if config else {}
+    settings.update(parse_sets(set_))
+    for key, val in (("epochs", epochs), ("steps", steps), ("batch_size", batch_size),
+                     ("latent_dim", latent_dim), ("seed", seed)):
+        if val is not None:
+            settings[key] = val
+    if steps is not None and epochs is None:
+        settings.setdefault("epochs", None)
+    entry = registry.get(model)
+    if latent_dim is not None and "latent_dim" not in field_names(entry.config_class):
+        raise ValueError(f"{model} has no latent_dim")
+    if print_config:
+        from .. import data as gd
+        from ..config import from_dict
+        m_set, t_set = split_settings(entry.config_class, settings, source="settings")
+        ds = gd.load(data, "train")
+        built = build_model(model, ds, preset=preset, **m_set)
+        typer.echo(json.dumps({"model_type": model, "model": to_dict(built.config),
+                               "train": to_dict(from_dict(TrainConfig, t_set))}, indent=2, default=str))
+        return
+    seed_val = settings.get("seed", 0)
+    out = out or Path("runs") / f"{model}-{data.replace(':', '_').replace('/', '_')}-{seed_val}"
+    train(model, data, out=out, settings=settings, preset=preset, resume=resume, image_size=image_size)
+    from ..train import rundir as R
+    wrote(out / R.CONFIG, out / R.WEIGHTS, out / R.STATE, out / R.METRICS, out / R.RUN, out / R.SAMPLES)
+
+
+@app.command("sample")
+@handle_errors
+def sample_cmd(
+    run: Path = typer.Argument(..., help="run directory"),
+    n: int = typer.Option(64, "-n", help="number of samples"),
+    out: Path = typer.Option(..., "--out", "-o", help="FILE.png (a grid) or FILE.npy (uint8 N,H,W[,C])"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="classes for conditional models, e.g. 3,3,7"),
+    truncation: Optional[float] = typer.Option(None, "--truncation", help="GANs: resample |z| > T"),
+    temperature: float = typer.Option(1.0, "--temperature", help="scale of the prior / code Gaussian"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Draw samples from a trained model.
+
+    Example: genzoo sample runs/ae -n 64 --out samples.npy
+    """
+    import torch
+    from ..images import save_images
+
+    model = load_run(run)
+    if not model.can("sample"):
+        raise ValueError(f"{run}: a {model.model_type} model cannot sample")
+    lab = parse_labels(labels)
+    y = None
+    if lab is not None:
+        if len(lab) == 1:
+            lab = lab * n
+        if len(lab) != n:
+            raise ValueError(f"--labels gives {len(lab)} labels for -n {n}; give one label or n of them")
+        y = torch.tensor(lab)
+    kw = {"temperature": temperature}
+    if truncation is not None:
+        kw["truncation"] = truncation
+    with torch.no_grad():
+        x = model.sample(n, labels=y, generator=torch.Generator().manual_seed(seed), **kw)
+    wrote(save_images(model.to_unit(x), out))
+
+
+@app.command("reconstruct")
+@handle_errors
+def reconstruct_cmd(
+    run: Path = typer.Argument(..., help="run directory"),
+    n: int = typer.Option(16, "-n", help="number of test images"),
+    out: Path = typer.Option(..., "--out", "-o", help="FILE.png (originals over reconstructions) or FILE.npy"),
+    data: Optional[str] = typer.Option(None, "--data", help="dataset (default: the run's)"),
+    split: str = typer.Option("test", "--split"),
+) -> None:
+    """Reconstruct the first N images of a split.
+
+    Example: genzoo reconstruct runs/ae -n 16 --out recon.png
+    """
+    import torch
+    from .. import data as gd
+    from ..images import save_grid, save_images
+
+    model = load_run(run)
+    if not model.can("reconstruct"):
+        raise ValueError(f"{run}: a {model.model_type} model cannot reconstruct")
+    ds = gd.load(run_data(run, data), split)
+    x = model.prepare(ds.x[:n])
+    with torch.no_grad():
+        r = model.reconstruct(x)
+    if out.suffix == ".png":
+        wrote(save_grid(torch.cat([model.to_unit(x), model.to_unit(r)]), out, nrow=min(n, 16), scale=2))
+    else:
+        wrote(save_images(model.to_unit(r), out))
+
+
+@app.command("demo")
+@handle_errors
+def demo_cmd(out: Path = typer.Option(Path("runs/demo"), "--out", "-o"),
+             epochs: int = typer.Option(10, "--epochs")) -> None:
+    """Train a small model on the bundled mnist-mini set (offline, a few CPU minutes) and write pictures.
+
+    Example: genzoo demo --out runs/demo
+    """
+    from ..demo import run
+    run(out, epochs=epochs)

@@ -1,0 +1,197 @@
+"""Frozen dataclass configs: parse, check, override, save.
+
+Every model has a frozen dataclass config saved as `config.json` beside its weights. Training settings live
+in `TrainConfig`. `--config FILE.yaml` and `--set key=value` overrides are checked against the fields of both:
+an unknown key or a value of the wrong type is an error that lists the valid keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (not what): shared by every model family."""
+
+    epochs: int | None = None  # stop after this many passes over the training data
+    steps: int | None = None  # or after this many steps (one step = every phase once, with its repeats)
+    batch_size: int = 128
+    seed: int = 0
+    lr_schedule: str = "constant"  # constant | cosine | step
+    lr_step_size: int = 1000  # for lr_schedule=step: multiply the LR by lr_gamma every this many steps
+    lr_gamma: float = 0.5
+    grad_clip: float | None = None  # clip each phase's gradient norm to this value
+    log_every: int = 50  # metrics.csv row + progress-bar update every N steps
+    sample_every: int = 500  # sample/reconstruction grid PNG every N steps (0: only at the end)
+    checkpoint_every: int = 1000  # checkpoint every N steps (and always at the end)
+    validate: bool = True  # validation loss on the test split at each epoch end
+    binarize: str = "none"  # none | static | dynamic (Bernoulli-sample pixel intensities; for likelihood work)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_threads: int | None = None  # torch CPU threads (default: torch's choice)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs is None and self.steps is None:
+            object.__setattr__(self, "epochs", 1)
+        check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine", "step"))
+        check_choice("binarize", self.binarize, ("none", "static", "dynamic"))
+        for name in ("batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def check_choice(field: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{field}={value!r} is not valid; expected one of: {', '.join(map(str, choices))}")
+
+
+def field_names(cls: type) -> list[str]:
+    return [f.name for f in fields(cls) if f.init]
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def coerce(cls: type, key: str, value: Any) -> Any:
+    """Convert `value` (from YAML or a `--set` string) to the declared type of `cls.key`, or raise."""
+    hint = _type_hints(cls)[key]
+    try:
+        return _coerce(hint, value)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{key}={value!r}: expected {_type_name(hint)} ({e})") from None
+
+
+def _type_name(hint: Any) -> str:
+    if isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
+
+
+def _coerce(hint: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(a, value)
+            except (ValueError, TypeError) as e:
+                errors.append(str(e))
+        raise ValueError("; ".join(errors) or "no matching type")
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.strip("()[] ").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"not a list: {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v) for v in value)
+        if len(args) != len(value):
+            raise ValueError(f"expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(a, v) for a, v in zip(args, value))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(f"not a boolean: {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise TypeError("a boolean is not an integer")
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"not an integer: {value!r}")
+        return int(value)
+    if hint is float:
+        if isinstance(value, bool):
+            raise TypeError("a boolean is not a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise TypeError(f"not a string: {value!r}")
+        return value
+    if hint is Any:
+        return value
+    raise TypeError(f"unsupported config type {hint}")
+
+
+def from_dict(cls: type, data: dict[str, Any], *, source: str = "config") -> Any:
+    """Build `cls` from a dict, checking every key and value type."""
+    valid = field_names(cls)
+    unknown = [k for k in data if k not in valid]
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(valid)}")
+    return cls(**{k: coerce(cls, k, v) for k, v in data.items()})
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    out = {}
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def parse_sets(pairs: list[str] | None) -> dict[str, str]:
+    """['a=1', 'b=x'] -> {'a': '1', 'b': 'x'}; a pair without '=' is an error."""
+    out: dict[str, str] = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise ValueError(f"--set {p!r}: expected key=value")
+        k, v = p.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such config file") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of key: value at the top level")
+    return data
+
+
+def split_settings(
+    model_cls: type, settings: dict[str, Any], *, source: str = "settings"
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a flat dict into (model config keys, TrainConfig keys); unknown keys are an error."""
+    mkeys, tkeys = set(field_names(model_cls)), set(field_names(TrainConfig))
+    model, train, unknown = {}, {}, []
+    for k, v in settings.items():
+        if k in mkeys:
+            model[k] = v
+        elif k in tkeys:
+            train[k] = v
+        else:
+            unknown.append(k)
+    if unknown:
+        raise ValueError(
+            f"{source}: unknown key(s) {', '.join(unknown)}.\n"
+            f"  model keys ({model_cls.__name__}): {', '.join(sorted(mkeys))}\n"
+            f"  training keys: {', '.join(sorted(tkeys))}"
+        )
+    return model, train
+
+
+def replace(cfg: Any, **changes: Any) -> Any:
+    return dataclasses.replace(cfg, **changes)

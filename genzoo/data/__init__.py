@@ -1,0 +1,145 @@
+"""The data layer: named datasets held in memory as uint8 tensors and batched by index.
+
+`load(name, split="train", root=None, download=False)` -> `Dataset`. Names: mnist, fashion-mnist, cifar10,
+digits, mnist-mini, folder:PATH (and 2-D toy sets registered by other modules). Root: the `root` argument,
+else `$GENZOO_DATA`, else `~/.cache/genzoo`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from torch import Tensor
+
+from .idx import DataError
+
+__all__ = ["Dataset", "DataError", "load", "names", "info", "data_root", "register_source"]
+
+
+@dataclass
+class Dataset:
+    """An in-memory dataset. `x`: uint8 images (N, C, H, W), or float32 points (N, D, 1, 1) for toy data;
+    `y`: int64 labels (N,) or None; `classes`: class names or None."""
+
+    name: str
+    split: str
+    x: Tensor
+    y: Tensor | None = None
+    classes: list[str] | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 4:
+            raise DataError(f"{self.name}/{self.split}: expected images of shape (N, C, H, W), got {tuple(self.x.shape)}")
+        if self.y is not None and len(self.y) != len(self.x):
+            raise DataError(f"{self.name}/{self.split}: {len(self.y)} labels do not match {len(self.x)} images")
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.x.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes) if self.classes else 0
+
+    def subset(self, index: Tensor | slice) -> "Dataset":
+        return Dataset(self.name, self.split, self.x[index], None if self.y is None else self.y[index],
+                       self.classes, dict(self.meta))
+
+    def to(self, device: str | torch.device) -> "Dataset":
+        return Dataset(self.name, self.split, self.x.to(device), None if self.y is None else self.y.to(device),
+                       self.classes, self.meta)
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,
+                drop_last: bool = False, start: int = 0) -> Iterator[tuple[Tensor, Tensor | None]]:
+        """Yield (x, y) batches by indexing the whole tensors (no per-sample __getitem__ + collate)."""
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else None
+        end = n - n % batch_size if drop_last else n
+        for i in range(start, end, batch_size):
+            if order is None:
+                sl = slice(i, min(i + batch_size, n))
+                yield self.x[sl], None if self.y is None else self.y[sl]
+            else:
+                idx = order[i: i + batch_size]
+                yield self.x[idx], None if self.y is None else self.y[idx]
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name, "split": self.split, "n": len(self), "shape": list(self.shape),
+            "dtype": str(self.x.dtype).replace("torch.", ""),
+            "classes": self.classes, **self.meta,
+        }
+
+
+# ---- sources --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Source:
+    name: str
+    loader: Callable[..., Dataset]  # loader(split, root, download) -> Dataset
+    summary: str
+    files: tuple[str, ...] = ()  # files expected under root/<name>/ (for messages)
+
+
+_SOURCES: dict[str, Source] = {}
+
+
+def register_source(name: str, summary: str, files: tuple[str, ...] = ()) -> Callable:
+    def deco(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
+        _SOURCES[name] = Source(name, fn, summary, files)
+        return fn
+
+    return deco
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get("GENZOO_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path("~/.cache/genzoo").expanduser()
+
+
+def names() -> list[str]:
+    _import_sources()
+    return sorted(_SOURCES) + ["folder:PATH"]
+
+
+def all_sources() -> list[Source]:
+    _import_sources()
+    return [_SOURCES[n] for n in sorted(_SOURCES)]
+
+
+def _import_sources() -> None:
+    from . import sources, toy  # noqa: F401  (they register the built-in sources)
+
+
+def load(name: str, split: str = "train", root: str | os.PathLike | None = None, download: bool = False,
+         **options) -> Dataset:
+    """Load a named dataset split into memory. `options` go to the source (e.g. `size=` for folders)."""
+    _import_sources()
+    if split not in ("train", "test"):
+        raise ValueError(f"split={split!r}: expected 'train' or 'test'")
+    if name.startswith("folder:"):
+        from .sources import load_folder
+        return load_folder(name[len("folder:"):], split=split, **options)
+    if name not in _SOURCES:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(names())}")
+    return _SOURCES[name].loader(split=split, root=data_root(root), download=download, **options)
+
+
+def info(name: str, root: str | os.PathLike | None = None) -> dict:
+    ds = load(name, "train", root=root)
+    out = ds.describe()
+    try:
+        out["n_test"] = len(load(name, "test", root=root))
+    except (DataError, FileNotFoundError):
+        out["n_test"] = 0
+    return out

@@ -1,0 +1,139 @@
+"""`genzoo.train(...)`: build (or take) a model, load the data, run the engine, write the run directory."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import data as gdata
+from .. import registry
+from ..config import TrainConfig, from_dict, split_settings
+from ..models.base import GenerativeModel
+from . import distributed as D
+from . import rundir as R
+from .engine import Trainer, TrainingDiverged, resolve_device
+
+__all__ = ["train", "build_model", "Trainer", "TrainingDiverged", "resolve_device"]
+
+
+def build_model(name: str, dataset: gdata.Dataset | None = None, preset: str | None = None,
+                **settings: Any) -> GenerativeModel:
+    """Build a registered model; `image_shape`/`num_classes` come from `dataset` unless given."""
+    entry = registry.get(name)
+    cfg = entry.config_class
+    values: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in cfg.PRESETS:
+            raise ValueError(f"preset {preset!r} is not defined for {name}; presets: {', '.join(cfg.PRESETS) or 'none'}")
+        values.update(cfg.PRESETS[preset])
+    if dataset is not None:
+        values.setdefault("image_shape", dataset.shape)
+        values.setdefault("num_classes", dataset.num_classes)
+    values.update(settings)
+    return entry.model_class(from_dict(cfg, values, source=f"{name} config"))
+
+
+def train(model: str | GenerativeModel, data: str | gdata.Dataset = "mnist-mini", *,
+          out: str | os.PathLike | None = None, settings: dict[str, Any] | None = None,
+          preset: str | None = None, resume: bool = False, root: str | None = None,
+          image_size: int | None = None, command: str | None = None, **train_kw: Any) -> GenerativeModel:
+    """Train `model` (a registry name or a built model) on `data` and return it (eval mode).
+
+    `settings`: flat dict of model-config and TrainConfig keys (from YAML / --set); `train_kw`: TrainConfig
+    keys as Python arguments (epochs=, steps=, batch_size=, seed=, ...). `out`: run directory (None: write
+    nothing). `resume=True` continues the run in `out` from its last checkpoint.
+    """
+    settings = dict(settings or {})
+    out_path = Path(out) if out is not None else None
+    resume_state = None
+    if resume:
+        if out_path is None:
+            raise ValueError("resume=True needs the run directory (out=)")
+        info = _read_run_json(out_path)
+        entry, saved_cfg = R.read_config(out_path)
+        if isinstance(model, str) and model != entry.name:
+            raise ValueError(f"{out_path} holds a {entry.name!r} run, not {model!r}")
+        data = info.get("data", data) if isinstance(data, str) else data
+        tc_values = {k: v for k, v in info.get("train_config", {}).items()}
+        model_settings, train_settings = split_settings(entry.config_class, settings)
+        if model_settings:
+            raise ValueError(f"cannot change model settings ({', '.join(model_settings)}) when resuming")
+        tc_values.update(train_settings)
+        tc_values.update(train_kw)
+        if "steps" in train_kw or "steps" in train_settings:
+            tc_values.setdefault("epochs", None)
+            if "epochs" not in train_kw and "epochs" not in train_settings:
+                tc_values["epochs"] = None
+        elif "epochs" in train_kw or "epochs" in train_settings:
+            tc_values["steps"] = None
+        tc = from_dict(TrainConfig, tc_values, source=str(out_path / R.RUN))
+        resume_state = R.load_state(out_path)
+    else:
+        if isinstance(model, str):
+            entry = registry.get(model)
+            model_settings, train_settings = split_settings(entry.config_class, settings)
+        else:
+            model_settings, train_settings = {}, settings
+            if set(train_settings) - set(TrainConfig.__dataclass_fields__):
+                raise ValueError(f"unknown training keys {sorted(set(train_settings) - set(TrainConfig.__dataclass_fields__))}")
+        tc = from_dict(TrainConfig, {**train_settings, **train_kw}, source="training settings")
+        if out_path is not None and (out_path / R.CONFIG).exists():
+            raise FileExistsError(f"{out_path} already holds a run; pass --resume to continue it or choose "
+                                  f"another --out")
+
+    device = resolve_device(tc.device)
+    dist_info = D.setup(str(device))
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+
+    opts = {"root": root} if root else {}
+    if image_size and isinstance(data, str) and data.startswith("folder:"):
+        opts["size"] = image_size
+    train_ds = gdata.load(data, "train", **opts) if isinstance(data, str) else data
+    try:
+        test_ds = gdata.load(data, "test", **opts) if isinstance(data, str) else None
+    except (gdata.DataError, FileNotFoundError):
+        test_ds = None
+    if tc.binarize == "static":
+        train_ds = _binarize_static(train_ds, tc.seed)
+        test_ds = _binarize_static(test_ds, tc.seed + 1) if test_ds is not None else None
+
+    torch.manual_seed(tc.seed)
+    if resume:
+        built = R.build(entry, saved_cfg)
+    elif isinstance(model, str):
+        built = build_model(model, train_ds, preset=preset, **model_settings)
+    else:
+        built = model
+    if built.config.image_shape != train_ds.shape:
+        raise ValueError(f"the model expects images of shape {built.config.image_shape} but {train_ds.name} has "
+                         f"{train_ds.shape}")
+    built = built.to(device)
+    if dist_info.enabled:
+        D.broadcast_module(built)
+        torch.manual_seed(tc.seed + 1000 * dist_info.rank)
+    data_name = data if isinstance(data, str) else train_ds.name
+    run_info = {"model_type": built.model_type, "data": data_name, "seed": tc.seed,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": str(device)}
+    if command:
+        run_info["command"] = command
+    trainer = Trainer(built, train_ds, tc, out_path, test_ds, dist_info, resume_state, run_info)
+    return trainer.fit()
+
+
+def _binarize_static(ds: gdata.Dataset, seed: int) -> gdata.Dataset:
+    """One fixed Bernoulli draw of every pixel (p = intensity / 255), stored back as 0/255."""
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(ds.x.shape, generator=g) < ds.x.float() / 255).to(torch.uint8) * 255
+    return replace(ds, x=x)
+
+
+def _read_run_json(out: Path) -> dict[str, Any]:
+    from .._io import read_json
+    return read_json(out / R.RUN)

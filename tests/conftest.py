@@ -1,0 +1,47 @@
+"""Shared fixtures. Fast tests use bundled data (mnist-mini, digits); `slow` ones need $GENZOO_DATA."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def full_data_root() -> Path | None:
+    root = os.environ.get("GENZOO_DATA")
+    for cand in ([Path(root)] if root else []) + [SHARED_DATA]:
+        if (cand / "mnist" / "train-images-idx3-ubyte.gz").exists():
+            return cand
+    return None
+
+
+@pytest.fixture
+def mnist_root() -> Path:
+    root = full_data_root()
+    if root is None:
+        pytest.skip("full MNIST not found: set GENZOO_DATA to a folder with mnist/ (CI sets ../shared/data)")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _threads_and_seed():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def tiny_train(tmp_path):
+    """Train a registered model briefly on mnist-mini (or `data`) and return (model, run_dir)."""
+    import genzoo
+
+    def run(name: str, data: str = "mnist-mini", steps: int = 20, **settings):
+        out = tmp_path / f"{name}-run"
+        s = {"log_every": 5, "sample_every": 0, "progress": False, **settings}
+        m = genzoo.train(name, data, out=out, settings=s, steps=steps, preset=s.pop("preset", "tiny"))
+        return m, out
+
+    return run
