@@ -41,3 +41,12 @@ def dead_units(h: Tensor, threshold: float = 0.0) -> Tensor:
     """Number of code units never active on the batch: #{j : max_b |h_bj| <= threshold}.
     (A ReLU bottleneck unit that outputs 0 for every input passes no gradient and never recovers.)"""
     return (h.detach().abs().amax(0) <= threshold).sum()
+
+
+# ---- autoencoder regularisers (sparse, contractive) ---------------------------------------------------
+
+
+# ---- VAE ------------------------------------------------------------------------------------------------
+
+
+# ---- GANs -----------------------------------------------------------------------------------------------

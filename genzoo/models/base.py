@@ -117,6 +117,12 @@ class GenerativeModel(nn.Module):
     def translate(self, x: Tensor) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} cannot translate")
 
+    def code(self, x: Tensor) -> Tensor:
+        """One latent point per input, for the latent toolbox: the code of a plain AE, the posterior mean
+        of a VAE (whose `encode` returns (mean, logvar))."""
+        h = self.encode(x)
+        return h[0] if isinstance(h, tuple) else h
+
     @property
     def latent_dim(self) -> int | None:
         return getattr(self.config, "latent_dim", None)
