@@ -36,6 +36,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_threads: int | None = None  # torch CPU threads (default: torch's choice)
     progress: bool = True
+    gif: bool = False  # also write the sample grids as an animation, samples/training.gif
 
     def __post_init__(self) -> None:
         if self.epochs is None and self.steps is None:

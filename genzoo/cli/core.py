@@ -82,6 +82,7 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="resize folder: images to this size"),
     print_config: bool = typer.Option(False, "--print-config", help="print the resolved config and exit"),
+    gif: bool = typer.Option(False, "--gif", help="also write the sample grids as samples/training.gif"),
 ) -> None:
     """Train a model and write a run directory.
 
@@ -94,7 +95,7 @@ def train_cmd(
     settings = read_yaml(config) if config else {}
     settings.update(parse_sets(set_))
     for key, val in (("epochs", epochs), ("steps", steps), ("batch_size", batch_size),
-                     ("latent_dim", latent_dim), ("seed", seed)):
+                     ("latent_dim", latent_dim), ("seed", seed), ("gif", gif or None)):
         if val is not None:
             settings[key] = val
     if steps is not None and epochs is None:

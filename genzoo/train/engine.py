@@ -314,6 +314,8 @@ class Trainer:
         if final:
             if self.tc.sample_every == 0 or self.step % self.tc.sample_every:
                 self.save_preview()
+            if self.tc.gif:
+                self.run_info["gif"] = str(write_gif(self.out / R.SAMPLES))
             if self.dist.enabled:
                 sums = D.gather_strings(D.checksum(self.model), self.dist.world)
                 self.run_info["distributed"] = {"world_size": self.dist.world, "weight_checksums": sums}
@@ -328,6 +330,19 @@ class Trainer:
             "steps_per_epoch": self.steps_per_epoch, "train_config": asdict(self.tc),
             "warnings": self.warnings, **extra,
         })
+
+
+def write_gif(folder: Path, ms_per_frame: int = 300) -> Path:
+    """samples/step_*.png -> samples/training.gif (one frame per grid, in step order; atomic)."""
+    from PIL import Image
+
+    from .._io import atomic_path
+
+    frames = [Image.open(p).convert("P") for p in sorted(folder.glob("step_*.png"))]
+    out = folder / "training.gif"
+    with atomic_path(out) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=ms_per_frame, loop=0)
+    return out
 
 
 def _grad_norm(params: list[torch.nn.Parameter]) -> Tensor:
