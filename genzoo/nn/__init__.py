@@ -54,15 +54,20 @@ def downsample_sizes(h: int, w: int, n: int) -> tuple[int, int]:
 
 
 def conv_encoder(in_shape: tuple[int, int, int], channels: tuple[int, ...], out_dim: int, act: str = "relu",
-                 batch_norm: bool = True) -> nn.Sequential:
-    """(B, C, H, W) -> (B, out_dim): stride-2 4x4 convolutions halving H and W per layer, then a Linear."""
+                 batch_norm: bool = True, down: str = "stride") -> nn.Sequential:
+    """(B, C, H, W) -> (B, out_dim): per layer H and W halve (floor), then a Linear. `down="stride"`: a
+    stride-2 4x4 convolution; `down="pool"`: a 3x3 'same' convolution, the activation, then 2x2 max pooling."""
     c, h, w = in_shape
     layers: list[nn.Module] = []
     for i, ch in enumerate(channels):
-        layers.append(nn.Conv2d(c, ch, 4, 2, 1, bias=not (batch_norm and i > 0)))
+        conv = nn.Conv2d(c, ch, 4, 2, 1, bias=not (batch_norm and i > 0)) if down == "stride" else \
+            nn.Conv2d(c, ch, 3, 1, 1, bias=not (batch_norm and i > 0))
+        layers.append(conv)
         if batch_norm and i > 0:
             layers.append(nn.BatchNorm2d(ch))
         layers.append(activation(act))
+        if down == "pool":
+            layers.append(nn.MaxPool2d(2))
         c = ch
     h, w = downsample_sizes(h, w, len(channels))
     layers += [nn.Flatten(), nn.Linear(c * h * w, out_dim)]  # (B, c*h*w) -> (B, out_dim)
@@ -70,9 +75,10 @@ def conv_encoder(in_shape: tuple[int, int, int], channels: tuple[int, ...], out_
 
 
 def conv_decoder(in_dim: int, out_shape: tuple[int, int, int], channels: tuple[int, ...], act: str = "relu",
-                 batch_norm: bool = True) -> nn.Sequential:
-    """(B, in_dim) -> (B, C, H, W) logits: a Linear to (channels[0], H/2^L, W/2^L), then stride-2 4x4
-    transposed convolutions doubling the size, the last one to C channels. H and W must be divisible by 2^L."""
+                 batch_norm: bool = True, up: str = "transpose") -> nn.Sequential:
+    """(B, in_dim) -> (B, C, H, W) logits: a Linear to (channels[0], H/2^L, W/2^L), then per layer a doubling
+    of the size, the last one to C channels. H and W must be divisible by 2^L. `up="transpose"`: a stride-2
+    4x4 transposed convolution; `up="upsample"`: nearest-neighbour 2x upsampling, then a 3x3 'same' convolution."""
     c_out, h, w = out_shape
     L = len(channels)
     if h % 2 ** L or w % 2 ** L:
@@ -85,7 +91,10 @@ def conv_decoder(in_dim: int, out_shape: tuple[int, int, int], channels: tuple[i
     c = channels[0]
     for i, ch in enumerate(chans):
         last = i == len(chans) - 1
-        layers.append(nn.ConvTranspose2d(c, ch, 4, 2, 1, bias=last or not batch_norm))
+        if up == "transpose":
+            layers.append(nn.ConvTranspose2d(c, ch, 4, 2, 1, bias=last or not batch_norm))
+        else:
+            layers += [nn.Upsample(scale_factor=2), nn.Conv2d(c, ch, 3, 1, 1, bias=last or not batch_norm)]
         if not last:
             if batch_norm:
                 layers.append(nn.BatchNorm2d(ch))
