@@ -19,18 +19,19 @@ for model types, so an AE and a VAE are compared on the same footing. Images com
 """
 from __future__ import annotations
 
-from .attributes import (arithmetic, attribute_direction, class_direction, class_means, parse_expression,
-                         read_attributes, shift)
+from .attributes import (arithmetic, attribute_direction, class_direction, class_means, file_attribute_direction,
+                         parse_expression, read_attributes, shift)
 from .codes import as_input, decode, encode, encode_dataset, read_image, require
-from .grid import grid_values, manifold_grid, pca_plane
+from .grid import axis_plane, default_plane, grid_values, manifold_grid, pca_plane
 from .interpolate import interpolate, lerp, path, slerp
 from .project import METHODS, Projection, latent_map_figure, project, save_latent_map
 from .sampling import fit_gaussian, sample_code_gaussian, sample_gaussian, sample_prior
 from .smoothness import random_pairs, smoothness
 
 __all__ = [
-    "arithmetic", "attribute_direction", "class_direction", "class_means", "parse_expression", "read_attributes",
-    "shift", "as_input", "decode", "encode", "encode_dataset", "read_image", "require", "grid_values",
+    "arithmetic", "attribute_direction", "class_direction", "class_means", "file_attribute_direction",
+    "parse_expression", "read_attributes", "shift", "as_input", "decode", "encode", "encode_dataset", "read_image",
+    "require", "axis_plane", "default_plane", "grid_values",
     "manifold_grid", "pca_plane", "interpolate", "lerp", "path", "slerp", "METHODS", "Projection",
     "latent_map_figure", "project", "save_latent_map", "fit_gaussian", "sample_code_gaussian", "sample_gaussian",
     "sample_prior", "random_pairs", "smoothness",

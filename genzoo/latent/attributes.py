@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from .codes import decode, encode
+from .codes import decode, encode, read_image
 
 
 def class_means(codes: Tensor, labels: Tensor, num_classes: int | None = None) -> Tensor:
@@ -128,3 +128,15 @@ def read_attributes(path: str | Path) -> tuple[list[str], list[str], Tensor]:
             raise ValueError(f"{path}: row {i + 1} ({r[0]}): expected integer attribute values such as 1 / -1") from None
         ids.append(r[0].strip())
     return names, ids, torch.tensor(values, dtype=torch.bool).reshape(len(ids), len(names))
+
+
+def file_attribute_direction(model: Any, attr_file: str | Path, image_dir: str | Path, attribute: str,
+                             n: int = 2000) -> Tensor:
+    """Direction of a boolean `attribute` of a CelebA-style table: the first `n` images it lists are read from
+    `image_dir` (resized to the model's image shape), encoded, and split by the attribute."""
+    names, ids, values = read_attributes(attr_file)
+    if attribute not in names:
+        raise ValueError(f"{attr_file}: no attribute {attribute!r}; attributes: {', '.join(names)}")
+    ids, mask = ids[:n], values[:n, names.index(attribute)]
+    x = torch.cat([read_image(Path(image_dir) / i, model.config.image_shape) for i in ids])
+    return attribute_direction(encode(model, x), mask)
