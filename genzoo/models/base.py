@@ -51,7 +51,9 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 
 
 def make_optimizer(params: list[nn.Parameter], spec: dict[str, Any]) -> torch.optim.Optimizer:
-    """Build Adam/AdamW/SGD/RMSprop from a phase's optimizer spec."""
+    """Build Adam/AdamW/SGD/RMSprop from a phase's optimizer spec. Adam, AdamW and SGD use PyTorch's fused
+    kernels (one kernel for all parameters: on CPU the MLP VAE/AE train ~1.4x faster than with the default
+    per-tensor loop, see docs/benchmarks.md); RMSprop has none and uses the multi-tensor `foreach` path."""
     spec = dict(spec)
     name = spec.pop("name", "adam")
     check_choice("optimizer", name, OPTIMIZERS)
@@ -60,10 +62,10 @@ def make_optimizer(params: list[nn.Parameter], spec: dict[str, Any]) -> torch.op
     if name in ("adam", "adamw"):
         cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
         return cls(params, lr=lr, betas=tuple(spec.pop("betas", (0.9, 0.999))), weight_decay=wd,
-                   eps=spec.pop("eps", 1e-8))
+                   eps=spec.pop("eps", 1e-8), fused=True)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=spec.pop("momentum", 0.0), weight_decay=wd)
-    return torch.optim.RMSprop(params, lr=lr, momentum=spec.pop("momentum", 0.0), weight_decay=wd)
+        return torch.optim.SGD(params, lr=lr, momentum=spec.pop("momentum", 0.0), weight_decay=wd, fused=True)
+    return torch.optim.RMSprop(params, lr=lr, momentum=spec.pop("momentum", 0.0), weight_decay=wd, foreach=True)
 
 
 class GenerativeModel(nn.Module):

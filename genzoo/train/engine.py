@@ -197,6 +197,7 @@ class Trainer:
                     batches = self._epoch_batches(epoch, 0)
             if self.step % tc.checkpoint_every == 0 and self.step < self.total_steps:
                 self.checkpoint(wall0 + time.perf_counter() - t_start)
+        self.loop_seconds = time.perf_counter() - t_start
         if self.bar is not None:
             self.bar.close()
         model.eval()
