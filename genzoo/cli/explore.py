@@ -1,1 +1,28 @@
-"""CLI commands for this area (registered on genzoo.cli._app.app)."""
+"""`genzoo explore RUN`: the local web page over a trained run."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._app import app, handle_errors
+
+
+@app.command("explore")
+@handle_errors
+def explore_cmd(
+    run: Path = typer.Argument(..., help="run directory"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (default: this computer only)"),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port"),
+    data: Optional[str] = typer.Option(None, "--data", help="dataset to show (default: the run's)"),
+) -> None:
+    """Open a local web page to explore a trained model: samples, latent map, drawing, interpolation.
+
+    Example: genzoo explore runs/demo --port 8000
+    """
+    try:
+        from ..explorer import serve
+    except ImportError as e:
+        raise RuntimeError(f"the explorer needs the explorer extra: pip install 'genzoo[explorer]' ({e})") from None
+    serve(run, host=host, port=port, data=data)

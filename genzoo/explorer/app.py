@@ -1,0 +1,215 @@
+"""The explorer's web app: one static page and a small JSON/PNG API over a run (see docs/explorer.md).
+
+No route reads a path the client gives: the page's files come from the package's `static/` folder through
+Starlette's StaticFiles (which refuses paths outside it), and the run directory is fixed when the server starts.
+"""
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from .session import MAX_IMAGES, Explorer
+from .uploads import MAX_BYTES, UploadError
+
+STATIC = Path(__file__).parent / "static"
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+SECURITY_HEADERS = {
+    # The page may only talk to this server: no CDN, no external requests, no framing by other sites.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; script-src 'self'; "
+                               "style-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+                               "form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+Scale = Query(1, ge=1, le=8, description="nearest-neighbour upscaling of the PNG (for downloads)")
+
+
+class Codes(BaseModel):
+    z: list[list[float]] = Field(..., min_length=1, max_length=MAX_IMAGES, description="latent codes (M, L)")
+    label: int | None = None
+    scale: int = Field(1, ge=1, le=8)
+
+
+class Path2(BaseModel):
+    a: list[float]
+    b: list[float]
+    mode: Literal["lerp", "slerp"] = "lerp"
+    ts: list[float] = Field(..., min_length=1, max_length=MAX_IMAGES)
+    label: int | None = None
+    scale: int = Field(1, ge=1, le=8)
+
+
+class Shift(BaseModel):
+    z: list[float]
+    alphas: dict[int, float] = Field(..., description="class index -> distance along its direction")
+    label: int | None = None
+    scale: int = Field(1, ge=1, le=8)
+
+
+def png(data: bytes) -> Response:
+    return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+def data_url(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def create_app(run_dir: str | Path | Explorer, data: str | None = None,
+               allowed_hosts: list[str] | None = None) -> FastAPI:
+    """The app for one run. `allowed_hosts`: Host headers to answer (default: the loopback names, which also
+    stops DNS-rebinding pages from reaching the server); ["*"] accepts any."""
+    ex = run_dir if isinstance(run_dir, Explorer) else Explorer(run_dir, data)
+    app = FastAPI(title="genzoo explorer", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.explorer = ex
+    hosts = list(allowed_hosts or LOCAL_HOSTS)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    @app.exception_handler(UploadError)
+    async def upload_error(request: Request, e: UploadError):
+        return JSONResponse({"detail": str(e)}, status_code=e.status)
+
+    @app.exception_handler(ValueError)
+    async def value_error(request: Request, e: ValueError):
+        return JSONResponse({"detail": str(e)}, status_code=400)
+
+    @app.exception_handler(IndexError)
+    async def index_error(request: Request, e: IndexError):
+        return JSONResponse({"detail": str(e)}, status_code=404)
+
+    @app.exception_handler(NotImplementedError)
+    async def not_implemented(request: Request, e: NotImplementedError):
+        return JSONResponse({"detail": str(e)}, status_code=400)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+    @app.get("/api/info")
+    def info() -> dict[str, Any]:
+        return ex.info()
+
+    @app.get("/api/samples.png")
+    def samples(n: int = Query(16, ge=1, le=MAX_IMAGES), seed: int = Query(0, ge=0, lt=2**63),
+                label: int | None = None, temperature: float | None = Query(None, gt=0, le=10),
+                truncation: float | None = Query(None, gt=0, le=10), scale: int = Scale) -> Response:
+        x = ex.samples(n, seed, label, temperature, truncation)
+        return png(ex.png(x, nrow=int(np.ceil(np.sqrt(n))), scale=scale))
+
+    @app.get("/api/test.png")
+    def test_image(index: int = Query(..., ge=0), scale: int = Scale) -> Response:
+        return png(ex.png(ex.unit(ex.test_image(index)[0]), scale=scale))
+
+    @app.get("/api/code")
+    def test_code(index: int = Query(..., ge=0), method: str | None = None) -> dict[str, Any]:
+        """A test image's latent code, its class, and its place on the map `method` (when given)."""
+        x, y = ex.test_image(index)
+        z = ex.code(x, None if y is None else torch.tensor([y]))
+        return {"index": index, "label": y, "z": z[0].tolist(), "xy": _place(z, method)}
+
+    def _place(z: torch.Tensor, method: str | None) -> list[float] | None:
+        return ex.latent_map(method).proj.to_plane(z.numpy())[0].tolist() if method else None
+
+    @app.post("/api/encode")
+    async def encode(request: Request, fit: bool = False, invert: bool | None = None,
+                     method: str | None = None) -> dict[str, Any]:
+        """Body: the bytes of a PNG or JPEG image. Returns the image as the model sees it, its
+        reconstruction, its latent code and its place on the map `method`."""
+        body = await _read_body(request, MAX_BYTES)
+        return await run_in_threadpool(_encode, body, fit, invert, method)
+
+    def _encode(body: bytes, fit: bool, invert: bool | None, method: str | None) -> dict[str, Any]:
+        if not (ex.model.can("encode") or ex.model.can("reconstruct")):
+            raise ValueError(f"a {ex.model.model_type} model cannot encode or reconstruct images")
+        x = ex.upload(body, fit=fit, invert=invert)
+        out: dict[str, Any] = {"input": data_url(ex.png(ex.unit(x))), "reconstruction": None, "z": None, "xy": None}
+        if ex.model.can("reconstruct"):
+            out["reconstruction"] = data_url(ex.png(ex.reconstruct(x)))
+        if ex.model.can("encode"):
+            z = ex.code(x)
+            out["z"], out["xy"] = z[0].tolist(), _place(z, method)
+        return out
+
+    @app.post("/api/decode.png")
+    def decode(body: Codes) -> Response:
+        return png(ex.png(ex.decode(body.z, body.label), scale=body.scale))
+
+    @app.get("/api/map")
+    def latent_map(method: str) -> dict[str, Any]:
+        lm = ex.latent_map(method)
+        return {"method": lm.proj.method, "xy": np.round(lm.proj.xy, 4).ravel().tolist(),
+                "labels": None if lm.labels is None else lm.labels.tolist(), "bounds": lm.bounds(),
+                "classes": ex.classes}
+
+    @app.get("/api/map/decode.png")
+    def map_decode(method: str, x: float = Query(..., allow_inf_nan=False), y: float = Query(..., allow_inf_nan=False),
+                   label: int | None = None, scale: int = Scale) -> Response:
+        z = ex.latent_map(method).proj.to_latent(np.array([[x, y]]))
+        return png(ex.png(ex.decode(z, label), scale=scale))
+
+    @app.post("/api/interpolate.png")
+    def interpolate(body: Path2) -> Response:
+        return png(ex.png(ex.decode(ex.interpolate(body.a, body.b, body.ts, body.mode), body.label),
+                          nrow=len(body.ts), scale=body.scale))
+
+    @app.post("/api/attributes.png")
+    def attributes(body: Shift) -> Response:
+        return png(ex.png(ex.decode(ex.shift(body.z, body.alphas), body.label), scale=body.scale))
+
+    @app.get("/api/denoise.png")
+    def denoise(index: int = Query(..., ge=0), noise: float = Query(..., ge=0, le=1), seed: int = Query(0, ge=0),
+                scale: int = Scale) -> Response:
+        return png(ex.png(ex.denoise(index, noise, seed), nrow=3, scale=scale))
+
+    return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) anything above `limit` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise UploadError(413, f"the upload has {int(declared):,} bytes; the limit is {limit:,} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise UploadError(413, f"the upload is larger than the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, data: str | None = None) -> None:
+    """Run the explorer with uvicorn until interrupted."""
+    import uvicorn
+
+    local = host in LOCAL_HOSTS
+    app = create_app(run_dir, data, allowed_hosts=None if local else ["*"])
+    shown = f"[{host}]" if ":" in host else host
+    print(f"genzoo explorer: {app.state.explorer.run_dir} at http://{shown}:{port}/  (Ctrl+C stops it)", flush=True)
+    if not local:
+        print(f"warning: listening on {host}, not only on this computer: anyone who can reach this address can use "
+              f"the page and the model (there is no login). Use the default --host 127.0.0.1 unless you mean it.",
+              flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)

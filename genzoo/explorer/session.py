@@ -1,0 +1,337 @@
+"""What the explorer's routes compute: a loaded run (model in inference mode, its test set) and the latent map.
+
+An `Explorer` is built once when the server starts and is read-only afterwards: each request works on its own
+tensors (its own `torch.Generator` for anything random), so concurrent requests cannot disturb each other. The
+latent map of each plane is computed at most once (under a lock), cached in the run directory (atomic write,
+keyed by the weights' hash) and never modified after it is built.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import io
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import data as gd
+from .. import latent
+from .._io import read_json, write_bytes
+from ..images import grid, png_bytes
+from ..train import rundir as R
+from .uploads import border_level, open_image, to_model_pixels
+
+MAP_POINTS = 2000  # test images on the latent map (the first ones of the test split)
+CACHE_DIR = "explorer"  # inside the run directory
+MAX_IMAGES = 64  # per request
+
+
+@dataclass(frozen=True)
+class LatentMap:
+    """The encoded test subset on a plane: `proj` (a `genzoo.latent.Projection`: `xy`, `codes`, and both ways
+    between plane and latent) and the class of each point, `labels` (N,) or None."""
+
+    proj: latent.Projection
+    labels: np.ndarray | None
+
+    def bounds(self) -> list[float]:
+        """[x0, x1, y0, y1] around the points, with a margin so that empty space around them can be decoded."""
+        lo, hi = self.proj.xy.min(0), self.proj.xy.max(0)
+        pad = 0.08 * np.maximum(hi - lo, 1e-6)
+        return [float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]), float(hi[1] + pad[1])]
+
+
+class Explorer:
+    """A run opened for exploring. `run_dir`: a run directory; `data`: the dataset to show (default: the
+    run's own, from run.json)."""
+
+    def __init__(self, run_dir: str | Path, data: str | None = None, map_points: int = MAP_POINTS):
+        from ..train.rundir import load
+
+        self.run_dir = Path(run_dir)
+        model = load(self.run_dir)
+        model.requires_grad_(False)
+        self.model = model.eval()
+        c, h, w = model.config.image_shape
+        if h * w == 1:
+            raise ValueError(f"{self.run_dir}: this run models 2-D points, not images; the explorer shows image "
+                             f"models (plot point models with `genzoo gans plot`)")
+        run_info = _read_optional_json(self.run_dir / R.RUN) or {}
+        self.data_name = data or run_info.get("data")
+        self.test: gd.Dataset | None = None
+        self.data_error = None
+        if self.data_name:
+            try:
+                self.test = gd.load(self.data_name, "test")
+            except (gd.DataError, FileNotFoundError, ValueError, KeyError) as e:
+                self.data_error = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
+        else:
+            self.data_error = f"{self.run_dir / R.RUN} names no dataset; pass --data"
+        if self.test is not None and self.test.shape != model.config.image_shape:
+            raise ValueError(f"{self.data_name} images are {self.test.shape} but the model takes "
+                             f"{model.config.image_shape}")
+        self.background = border_level(self.test.x[:500]) if self.test is not None else 0.0
+        self.map_points = map_points
+        self.metrics = _read_optional_json(self.run_dir / "metrics.json")
+        self.run_info = run_info
+        self._cache: dict[str, Any] = {}
+        self._locks: dict[str, threading.Lock] = {}  # one per cached key: a slow t-SNE blocks nothing else
+        self._locks_lock = threading.Lock()
+
+    # ---- what the model can do -----------------------------------------------------------------
+    @property
+    def conditional(self) -> bool:
+        return bool(getattr(self.model.config, "conditional", False))
+
+    @property
+    def classes(self) -> list[str] | None:
+        if self.test is not None and self.test.classes:
+            return list(self.test.classes)
+        k = getattr(self.model.config, "num_classes", 0)
+        return [str(i) for i in range(k)] if self.conditional and k else None
+
+    def sample_options(self) -> list[str]:
+        """The sampling knobs `model.sample` names explicitly (temperature, truncation)."""
+        params = inspect.signature(self.model.sample).parameters
+        return [p for p in ("temperature", "truncation") if p in params]
+
+    def panels(self) -> list[str]:
+        """The page's panels this run supports, from the model's capabilities and the test set."""
+        m, has_test = self.model, self.test is not None
+        out = ["samples"] if m.can("sample") else []
+        if self.map_methods():
+            out += ["map", "draw", "interpolate"]
+            if self.test.y is not None and self.classes:
+                out.append("attributes")
+        elif m.can("reconstruct"):
+            out.append("draw")
+        if m.can("reconstruct") and has_test and self.noise is not None:
+            out.append("denoise")
+        return out
+
+    @property
+    def noise(self) -> tuple[str, float] | None:
+        """(kind, level) of a denoising autoencoder's corruption, else None."""
+        kind, level = getattr(self.model.config, "noise", None), getattr(self.model.config, "noise_level", None)
+        return (kind, float(level)) if isinstance(kind, str) and level is not None else None
+
+    def info(self) -> dict[str, Any]:
+        m = self.model
+        cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(m.config).items()}
+        last = self.run_info.get("last_validation") or {}
+        return {
+            "run": self.run_dir.resolve().name, "model_type": m.model_type, "data": self.data_name,
+            "data_error": self.data_error, "image_shape": list(m.config.image_shape), "latent_dim": m.latent_dim,
+            "parameters": sum(p.numel() for p in m.parameters()), "capabilities": m.capabilities,
+            "panels": self.panels(), "conditional": self.conditional, "classes": self.classes,
+            "sample_options": self.sample_options(), "test_size": len(self.test) if self.test is not None else 0,
+            "map_methods": self.map_methods(), "background": "light" if self.background > 127 else "dark",
+            "steps": self.run_info.get("step"), "wall_time_s": self.run_info.get("wall_time_s"),
+            "validation": {k: v for k, v in last.items() if isinstance(v, (int, float))},
+            "metrics": self.metrics, "config": cfg, "noise": self.noise,
+        }
+
+    # ---- images (all returned in [0, 1], (N, C, H, W), on the CPU) ---------------------------------
+    def png(self, x: Tensor, nrow: int | None = None, scale: int = 1) -> bytes:
+        """Images in [0, 1] (N, C, H, W) -> PNG bytes (rows of `nrow`; no padding around a single image)."""
+        return png_bytes(grid(x.float().cpu(), nrow=nrow, pad=0 if len(x) == 1 else 2), scale)
+
+    def _labels(self, label: int | None, n: int) -> Tensor | None:
+        """A chosen class for n images of a conditional model, checked; None when no class is chosen."""
+        if label is None:
+            return None
+        if not self.conditional:
+            raise ValueError(f"this {self.model.model_type} model is not conditional: it takes no class")
+        k = len(self.classes or [])
+        if not 0 <= label < k:
+            raise ValueError(f"class {label} is out of range: expected 0..{k - 1}")
+        return torch.full((n,), label, dtype=torch.long)
+
+    def samples(self, n: int, seed: int, label: int | None = None, temperature: float | None = None,
+                truncation: float | None = None) -> Tensor:
+        """n samples from the model's own sampler, with its own generator seeded by `seed`."""
+        if not self.model.can("sample"):
+            raise ValueError(f"a {self.model.model_type} model cannot sample")
+        kw: dict[str, Any] = {}
+        for name, val in (("temperature", temperature), ("truncation", truncation)):
+            if val is not None:
+                if name not in self.sample_options():
+                    raise ValueError(f"a {self.model.model_type} model has no {name} setting")
+                kw[name] = val
+        with torch.inference_mode():
+            x = self.model.sample(n, labels=self._labels(label, n), generator=torch.Generator().manual_seed(seed),
+                                  **kw)
+            return self.model.to_unit(x).cpu()
+
+    def test_image(self, index: int) -> tuple[Tensor, int | None]:
+        """Test image `index` as a model input (1, C, H, W), and its class."""
+        if self.test is None:
+            raise ValueError(f"no test set: {self.data_error}")
+        if not 0 <= index < len(self.test):
+            raise IndexError(f"test image {index} does not exist: expected 0..{len(self.test) - 1}")
+        y = int(self.test.y[index]) if self.test.y is not None else None
+        return self.model.prepare(self.test.x[index: index + 1]), y
+
+    def unit(self, x: Tensor) -> Tensor:
+        """A model input -> the image in [0, 1] (what the model sees)."""
+        return self.model.to_unit(x).cpu()
+
+    def check_codes(self, z: Any) -> Tensor:
+        """Codes from a client -> float tensor (M, L), or a ValueError saying what is wrong."""
+        z = torch.as_tensor(np.asarray(z, dtype=np.float64), dtype=torch.float32)
+        z = z[None] if z.ndim == 1 else z
+        L = self.model.latent_dim
+        if z.ndim != 2 or z.shape[1] != L:
+            raise ValueError(f"a latent code of this model has {L} numbers; got an array of shape {list(z.shape)}")
+        if not torch.isfinite(z).all():
+            raise ValueError("latent codes must be finite numbers")
+        if len(z) > MAX_IMAGES:
+            raise ValueError(f"at most {MAX_IMAGES} codes per request; got {len(z)}")
+        return z
+
+    def decode(self, z: Any, label: int | None = None) -> Tensor:
+        """Latent codes (M, L) -> images. A conditional model decodes as class `label` (default 0)."""
+        z = self.check_codes(z)
+        if self.conditional and label is None:
+            label = 0
+        with torch.inference_mode():
+            return latent.decode(self.model, z, self._labels(label, len(z)))
+
+    def code(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Model inputs (M, C, H, W) -> latent codes (M, L) (a VAE's posterior mean). A conditional model
+        without `labels` infers the class."""
+        with torch.inference_mode():
+            return latent.encode(self.model, x, labels if self.conditional else None)
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return self.model.to_unit(self.model.reconstruct(x)).cpu()
+
+    def upload(self, data: bytes, *, fit: bool = False, invert: bool | None = None) -> Tensor:
+        """PNG/JPEG bytes -> the model input (1, C, H, W) made of them."""
+        im = open_image(data)
+        px = to_model_pixels(im, self.model.config.image_shape, invert=invert, background=self.background, fit=fit)
+        return self.model.prepare(px)
+
+    def interpolate(self, a: Any, b: Any, ts: list[float], mode: str) -> Tensor:
+        """Points at fractions `ts` of the lerp or slerp path from code a to code b: (K, L)."""
+        za, zb = self.check_codes(a)[0], self.check_codes(b)[0]
+        walk = {"lerp": latent.lerp, "slerp": latent.slerp}[mode]
+        return walk(za, zb, torch.tensor(ts, dtype=torch.float64))
+
+    def shift(self, z: Any, alphas: dict[int, float]) -> Tensor:
+        """z + sum_c alpha_c d_c, d_c the direction towards class c (genzoo.latent.class_direction)."""
+        z = self.check_codes(z)
+        directions = self.directions()
+        for c, alpha in sorted(alphas.items()):
+            if c not in directions:
+                raise ValueError(f"no direction for class {c}: expected one of {sorted(directions)}")
+            z = latent.shift(z, directions[c], float(alpha))
+        return z
+
+    def denoise(self, index: int, level: float, seed: int = 0) -> Tensor:
+        """Test image `index`, corrupted by the model's own noise at `level`, and restored: (3, C, H, W)."""
+        if "denoise" not in self.panels():
+            raise ValueError(f"a {self.model.model_type} model is not a denoising autoencoder")
+        from ..models.autoencoder import corrupt
+
+        x, _ = self.test_image(index)
+        noisy = corrupt(x, self.noise[0], level, torch.Generator().manual_seed(seed))
+        with torch.inference_mode():
+            restored = self.model.reconstruct(noisy)
+        return self.model.to_unit(torch.cat([x, noisy, restored])).cpu()
+
+    # ---- the latent map and class directions ----------------------------------------------------------
+    def map_methods(self) -> list[str]:
+        m = self.model
+        if self.test is None or not (m.can("encode") and m.can("decode")) or (m.latent_dim or 0) < 2:
+            return []
+        return ["latent"] if m.latent_dim == 2 else ["pca", "tsne"]
+
+    def _once(self, key: str, compute: Callable[[], Any]) -> Any:
+        """compute() at most once per key (other requests wait for it); the result is never modified."""
+        found = self._cache.get(key)
+        if found is None:
+            with self._locks_lock:
+                lock = self._locks.setdefault(key, threading.Lock())
+            with lock:
+                if key not in self._cache:
+                    self._cache[key] = compute()
+                found = self._cache[key]
+        return found
+
+    def test_codes(self) -> tuple[Tensor, Tensor | None]:
+        """Codes (N, L) and classes (N,) of the first `map_points` test images (true classes given to a
+        conditional encoder)."""
+        def compute():
+            with torch.inference_mode():
+                return latent.encode_dataset(self.model, self.test, self.map_points, use_labels=self.conditional)
+        return self._once("codes", compute)
+
+    def directions(self) -> dict[int, Tensor]:
+        """Class index -> direction mean(codes of the class) - mean(codes of the others)."""
+        def compute():
+            codes, labels = self.test_codes()
+            if labels is None:
+                raise ValueError(f"{self.data_name} has no classes to take directions from")
+            return {int(c): latent.class_direction(codes, labels, int(c)) for c in labels.unique()}
+        return self._once("directions", compute)
+
+    def latent_map(self, method: str) -> LatentMap:
+        """The map for `method` (latent | pca | tsne): from memory, else the run directory's cache, else
+        computed (once) and cached there."""
+        methods = self.map_methods()
+        if method not in methods:
+            raise ValueError(f"map {method!r} is not available for this run; available: "
+                             f"{', '.join(methods) or 'none'}")
+        return self._once(f"map-{method}", lambda: self._load_or_compute_map(method))
+
+    def _map_cache(self, method: str) -> Path:
+        name = str(self.data_name).replace("/", "_").replace(":", "_").replace("\\", "_")
+        return self.run_dir / CACHE_DIR / f"map-{method}-{name}-{self.map_points}.npz"
+
+    def _load_or_compute_map(self, method: str) -> LatentMap:
+        path = self._map_cache(method)
+        key = hashlib.sha256((self.run_dir / R.WEIGHTS).read_bytes()).hexdigest()
+        found = _read_map(path, method, key)
+        if found is not None:
+            return found
+        codes, labels = self.test_codes()
+        lm = LatentMap(latent.project(codes, method), None if labels is None else labels.numpy())
+        p = lm.proj
+        arrays = {"key": np.array(key), "xy": p.xy, "codes": p.codes,
+                  "labels": lm.labels if lm.labels is not None else np.zeros(0),
+                  "origin": p.origin if p.linear else np.zeros(0), "basis": p.basis if p.linear else np.zeros(0)}
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        try:
+            write_bytes(path, buf.getvalue())
+        except OSError:
+            pass  # a read-only run directory: keep the map in memory only
+        return lm
+
+
+def _read_map(path: Path, method: str, key: str) -> LatentMap | None:
+    """A cached map if `path` holds one made from the same weights (`key`), else None."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if str(f["key"]) != key:
+                return None
+            linear = f["basis"].size > 0
+            proj = latent.Projection(method, f["xy"], f["codes"], f["origin"] if linear else None,
+                                     f["basis"] if linear else None)
+            return LatentMap(proj, f["labels"] if f["labels"].size else None)
+    except (OSError, KeyError, ValueError):
+        return None  # missing or unreadable: recompute (and overwrite)
+
+
+def _read_optional_json(path: Path) -> Any:
+    try:
+        return read_json(path)
+    except (FileNotFoundError, ValueError):
+        return None
