@@ -1,3 +1,3 @@
 """Imports every command module so that their commands register on the app."""
 from . import core  # noqa: F401
-from . import autoencoders, latent, evaluate, explore  # noqa: F401
+from . import autoencoders, latent, evaluate, explore, gans  # noqa: F401
