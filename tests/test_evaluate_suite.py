@@ -1,0 +1,99 @@
+"""evaluate() / genzoo evaluate / genzoo compare on tiny runs: which metrics apply, labels, files."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+import genzoo.data as gd
+from genzoo.cli._app import app
+from genzoo.cli import commands  # noqa: F401  (registers the commands)
+from genzoo.evaluate import evaluate
+from genzoo.evaluate.suite import compare_table, parse_metrics
+
+
+@pytest.fixture(scope="module")
+def ae_run(tmp_path_factory):
+    import genzoo
+    out = tmp_path_factory.mktemp("eval") / "ae"
+    genzoo.train("ae", "mnist-mini", out=out, steps=30, preset="tiny",
+                 settings={"log_every": 10, "sample_every": 0, "progress": False})
+    return out
+
+
+def test_parse_metrics():
+    assert parse_metrics("fid, KID,coverage,fid") == ["fid", "kid", "modes"]
+    assert "elbo" in parse_metrics(None)
+    with pytest.raises(ValueError, match="unknown metric 'fidd'"):
+        parse_metrics("fidd")
+
+
+def test_evaluate_an_autoencoder(ae_run):
+    r = evaluate(ae_run, n=300, k=5)
+    m = r["metrics"]
+    assert r["data"] == "mnist-mini" and r["n"] == 300 and r["extractor"] == "mnist"
+    for key in ("fid", "kid", "precision", "recall", "density", "coverage", "classifier_score",
+                "classes_covered", "kl_to_uniform", "mse", "psnr", "ssim", "probe_accuracy", "knn_accuracy"):
+        assert key in m, key
+    assert set(r["skipped"]) == {"elbo", "nll"} and "no likelihood" in r["skipped"]["elbo"]
+    assert "not comparable" in r["note"]
+    # reconstruction metrics against a direct computation on the same 300 test images
+    import genzoo
+    model = genzoo.load(ae_run)
+    x = model.prepare(gd.load("mnist-mini", "test").x[:300])
+    with torch.no_grad():
+        err = (model.to_unit(model.reconstruct(x)) - model.to_unit(x)).pow(2).flatten(1).mean(1)
+    assert m["mse"] == pytest.approx(err.mean().item(), rel=1e-5)
+    assert 0 <= m["precision"] <= 1 and 1 <= m["classifier_score"] <= 10 and 0 < m["probe_accuracy"] <= 1
+
+
+def test_custom_extractor_and_strict(ae_run):
+    import genzoo
+    model = genzoo.load(ae_run)
+    ext = nn.Sequential(nn.Flatten(), nn.Linear(784, 16))  # a user's own feature module, no probs()
+    r = evaluate(model, metrics="fid,is", data="mnist-mini", n=100, extractor=ext)
+    assert r["extractor"] == "Sequential" and "fid" in r["metrics"]
+    assert "no class probabilities" in r["skipped"]["is"]
+    with pytest.raises(ValueError, match="pass data="):
+        evaluate(model, metrics="fid")
+    with pytest.raises(ValueError, match="does not apply"):
+        evaluate(model, metrics="elbo", data="mnist-mini", n=50, strict=True)
+
+
+def test_cli_evaluate_and_compare(ae_run, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["evaluate", str(ae_run), "--metrics", "fid,pr,mse,elbo", "--n", "200"])
+    assert res.exit_code == 0, res.output
+    assert "domain FID (extractor: mnist)" in res.output and f"wrote {ae_run / 'metrics.json'}" in res.output
+    assert "elbo | skipped" in res.output
+    saved = json.loads((ae_run / "metrics.json").read_text())
+    assert set(saved["metrics"]) == {"fid", "precision", "recall", "mse"}
+    res = runner.invoke(app, ["compare", str(ae_run), str(ae_run), "--out", str(tmp_path / "t.md")])
+    assert res.exit_code == 0, res.output
+    assert res.output.count(f"| {ae_run} | ae | mnist-mini | 200 |") == 2
+    assert "domain FID (extractor: mnist)" in (tmp_path / "t.md").read_text()
+    res = runner.invoke(app, ["evaluate", str(ae_run), "--metrics", "bogus"])
+    assert res.exit_code == 2 and "unknown metric 'bogus'" in res.output
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "not a run directory" in res.output
+
+
+def test_compare_table_marks_missing_metrics():
+    a = {"model_type": "ae", "data": "mnist", "n": 10, "extractor": "mnist", "metrics": {"mse": 0.01, "fid": 3.0}}
+    b = {"model_type": "dcgan", "data": "mnist", "n": 10, "extractor": "mnist",
+         "metrics": {"fid": 5.0, "class_histogram": [0.1] * 10, "kid_std": 0.1}}
+    t = compare_table([a, b], ["A", "B"]).splitlines()
+    assert t[0] == "| run | model | data | n | mse | domain FID (extractor: mnist) |"
+    assert t[3] == "| B | dcgan | mnist | 10 | - | 5 |"
+
+
+def test_evaluate_a_vae_likelihood(tiny_train):
+    _, run = tiny_train("vae", steps=20)
+    r = evaluate(run, metrics="elbo,nll,mse,fid", n=100, k=20)
+    m = r["metrics"]
+    assert set(m) == {"elbo", "nll", "mse", "fid"} and r["binarize"] == "none"
+    # the importance-weighted bound lies above the ELBO, so the NLL estimate lies below -ELBO
+    assert 0 < m["nll"] <= -m["elbo"] + 1e-6
