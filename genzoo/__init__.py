@@ -1,19 +1,16 @@
-"""genzoo: train, measure and explore autoencoders, VAEs and GANs with one API."""
+"""genzoo: train, measure and explore autoencoders, VAEs and GANs with one API.
+
+    import genzoo
+    model = genzoo.train("vae", "mnist-mini", out="runs/vae", epochs=5)
+    model = genzoo.load("runs/vae")
+"""
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-
-def load(run_dir, device="cpu"):
-    """Rebuild a trained model from a run directory (config.json + model.safetensors), in eval mode."""
-    from .train.rundir import load as _load
-    return _load(run_dir, device)
-
-
-def train(model, data="mnist-mini", **kw):
-    """Train a registered model (by name) or a built one; see `genzoo.train.train`."""
-    from .train import train as _train
-    return _train(model, data, **kw)
+from . import data  # noqa: E402
+from .train import train  # noqa: E402  (the function shadows the subpackage name on purpose)
+from .train.rundir import load  # noqa: E402
 
 
 def models() -> list[str]:
@@ -22,4 +19,4 @@ def models() -> list[str]:
     return names()
 
 
-__all__ = ["__version__", "load", "train", "models"]
+__all__ = ["__version__", "data", "load", "train", "models"]

@@ -7,6 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# Tests train tiny models: one thread is as fast as two for them and does not collapse when the machine is busy.
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # for subprocesses (CLI, torchrun)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -116,7 +117,8 @@ def train_cmd(
     out = out or Path("runs") / f"{model}-{data.replace(':', '_').replace('/', '_')}-{seed_val}"
     train(model, data, out=out, settings=settings, preset=preset, resume=resume, image_size=image_size)
     from ..train import rundir as R
-    wrote(out / R.CONFIG, out / R.WEIGHTS, out / R.STATE, out / R.METRICS, out / R.RUN, out / R.SAMPLES)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
+        wrote(out / R.CONFIG, out / R.WEIGHTS, out / R.STATE, out / R.METRICS, out / R.RUN, out / R.SAMPLES)
 
 
 @app.command("sample")

@@ -71,6 +71,7 @@ def train(model: str | GenerativeModel, data: str | gdata.Dataset = "mnist-mini"
         elif "epochs" in train_kw or "epochs" in train_settings:
             tc_values["steps"] = None
         tc = from_dict(TrainConfig, tc_values, source=str(out_path / R.RUN))
+        R.remove_stale_temps(out_path)
         resume_state = R.load_state(out_path)
     else:
         if isinstance(model, str):

@@ -217,7 +217,7 @@ class Trainer:
 
     def _diverged(self, phase: Phase, total: Tensor, terms: dict[str, Tensor]) -> None:
         bad = [k for k, v in terms.items() if not torch.isfinite(v).all()] or ["total"]
-        msg = (f"step {self.step + 1}: loss term {bad[0]!r} of phase {phase.name!r} is {float(total)}; "
+        msg = (f"step {self.step + 1}: loss term {bad[0]!r} of phase {phase.name!r} is {float(total.detach())}; "
                f"training stopped.")
         if self.out is not None:
             msg += f" The last good checkpoint is in {self.out} (step {self._last_ckpt_step()})."

@@ -90,6 +90,12 @@ def save_state(run_dir: Path, state: dict[str, Any]) -> Path:
     return write_bytes(run_dir / STATE, buf.getvalue())
 
 
+def remove_stale_temps(run_dir: Path) -> None:
+    """Delete temp files a killed process left behind (`.NAME.xxxx.tmp`); the real files are intact."""
+    for p in list(run_dir.glob(".*.tmp")) + list(run_dir.glob(f"{SAMPLES}/.*.tmp")):
+        p.unlink(missing_ok=True)
+
+
 def load_state(run_dir: Path) -> dict[str, Any]:
     path = run_dir / STATE
     if not path.exists():
