@@ -130,9 +130,126 @@ def mlp_ae_case(ds: gd.Dataset) -> dict[str, Callable[[int], float]]:
     }
 
 
+def conv_ae_case(ds: gd.Dataset) -> dict[str, Callable[[int], float]]:
+    """The `conv` AE preset: 4x4 stride-2 convs 1-32-64 with batch norm, Linear to 32, mirrored transposed
+    convs, BCE on logits summed over pixels, Adam(1e-3). The hand loop builds the same layers with genzoo.nn."""
+    from genzoo.nn import conv_decoder, conv_encoder
+
+    def make():
+        model = nn.Sequential(conv_encoder((1, 28, 28), (32, 64), 32, "relu", True, "stride"),
+                              conv_decoder(32, (1, 28, 28), (64, 32), "relu", True, "transpose"))
+
+        def loss_fn(m, x):
+            return F.binary_cross_entropy_with_logits(m(x), x, reduction="sum") / len(x)
+        return model, loss_fn
+
+    return {"genzoo": engine_method("ae", ds, preset="conv"), "hand-written": hand_loop(make, ds)}
+
+
+def vae_case(ds: gd.Dataset) -> dict[str, Callable[[int], float]]:
+    """pytorch/examples' VAE 784-400-20 (the `mlp-784-400-20` preset): Bernoulli decoder, loss = BCE summed
+    over pixels + KL(q(z|x) || N(0, I)), per example, Adam(1e-3)."""
+
+    class HandVAE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = nn.Sequential(nn.Flatten(), nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 40))
+            self.dec = nn.Sequential(nn.Linear(20, 400), nn.ReLU(), nn.Linear(400, 784))
+
+    def make():
+        def loss_fn(m, x):
+            mean, logvar = m.enc(x).chunk(2, 1)  # (B, 40) -> 2 x (B, 20)
+            z = mean + (0.5 * logvar).exp() * torch.randn_like(mean)
+            rec = F.binary_cross_entropy_with_logits(m.dec(z), x.flatten(1), reduction="sum")
+            kl = -0.5 * (1 + logvar - mean.pow(2) - logvar.exp()).sum()
+            return (rec + kl) / len(x)
+        return HandVAE(), loss_fn
+
+    return {"genzoo": engine_method("vae", ds, preset="mlp-784-400-20"), "hand-written": hand_loop(make, ds)}
+
+
+def dcgan_case(ds: gd.Dataset) -> dict[str, Callable[[int], float]]:
+    """The `dcgan` model at its `mnist` preset (z 100, base width 64): one D step on a real batch and as many
+    fakes, then one non-saturating G step, BCE, Adam(2e-4, betas (0.5, 0.999)). The hand loop builds the
+    same G and D with genzoo's builders and writes the two steps out."""
+    from genzoo.models.gan import dcgan_generator, dcgan_init
+    from genzoo.nn import conv_encoder
+
+    def run(steps: int) -> float:
+        torch.manual_seed(0)
+        G, D = dcgan_generator(100, (1, 28, 28), 64), conv_encoder((1, 28, 28), (64, 128), 1, "leaky_relu", True)
+        dcgan_init(G), dcgan_init(D)
+        opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        ones, zeros = torch.ones(BATCH, 1), torch.zeros(BATCH, 1)
+        X = ds.x
+        t = time.perf_counter()
+        perm = torch.randperm(len(X))
+        for i in range(steps):
+            j = (i * BATCH) % (len(X) - BATCH)
+            x = X[perm[j:j + BATCH]].float() / 127.5 - 1  # [-1, 1], like the tanh output
+            fake = G(torch.randn(BATCH, 100)).detach()
+            loss_d = (F.binary_cross_entropy_with_logits(D(x), ones)
+                      + F.binary_cross_entropy_with_logits(D(fake), zeros))
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            D.requires_grad_(False)  # no weight gradients of D in G's step
+            loss_g = F.binary_cross_entropy_with_logits(D(G(torch.randn(BATCH, 100))), ones)
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            D.requires_grad_(True)
+        return time.perf_counter() - t
+
+    return {"genzoo": engine_method("dcgan", ds, preset="mnist"), "hand-written": run}
+
+
+def training_flops_per_image(case: str, ds: gd.Dataset) -> float:
+    """FLOPs of one training step of genzoo's model (every phase, forward + backward; torch's FlopCounterMode
+    counts matmuls and convolutions) divided by the real images it consumes."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from genzoo.models.base import Batch
+
+    name, preset = {"conv-ae": ("ae", "conv"), "vae": ("vae", "mlp-784-400-20"), "dcgan": ("dcgan", "mnist")}[case]
+    torch.manual_seed(0)
+    model = build_model(name, ds, preset=preset).train()
+    batch = Batch(model.prepare(ds.x[:BATCH]), ds.y[:BATCH])
+    with FlopCounterMode(display=False) as counter:
+        for phase in model.phases():
+            for _ in range(phase.repeat):
+                phase.loss(batch)[0].backward()
+    return counter.get_total_flops() / (BATCH * BATCHES_PER_STEP.get(case, 1))
+
+
+def matmul_peak(threads: int, n: int = 1024, reps: int = 20) -> dict[str, float]:
+    """GFLOP/s of a square float32 GEMM (2 n^3 FLOPs) through torch.mm (MKL) and as a 1x1 convolution
+    (oneDNN), best of `reps`: the measured peak a model's FLOP rate is compared with."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    x, w = a.T.reshape(1, n, n, 1).contiguous(), b.T.reshape(n, n, 1, 1).contiguous()  # (1, C, H=n, 1) image
+    out = {}
+    for label, fn in (("torch.mm", lambda: torch.mm(a, b)), ("conv1x1", lambda: F.conv2d(x, w))):
+        fn()
+        best = min(_timed(fn) for _ in range(reps))
+        out[label] = 2 * n ** 3 / best / 1e9
+    return out
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
 CASES: dict[str, Callable[[gd.Dataset], dict[str, Callable[[int], float]]]] = {
     "mlp-ae": mlp_ae_case,
+    "conv-ae": conv_ae_case,
+    "vae": vae_case,
+    "dcgan": dcgan_case,
 }
+# cases whose genzoo images/s is also shown as a share of the measured matmul peak
+FLOP_CASES = ("conv-ae", "dcgan")
 # images consumed per step, when a case's step uses more than one batch (e.g. k discriminator batches)
 BATCHES_PER_STEP: dict[str, int] = {}
 
@@ -169,6 +286,13 @@ def main() -> None:
         for m, v in ips.items():
             med = statistics.median(v)
             print(f"  {m:<24}{med:>18,.0f}{min(v):>9,.0f}{max(v):>9,.0f}{med / ref:>8.2f}")
+        if case in FLOP_CASES:
+            peak = matmul_peak(args.threads)
+            flops = training_flops_per_image(case, ds)
+            rate = statistics.median(ips["genzoo"]) * flops / 1e9
+            print(f"  {flops / 1e6:,.0f} MFLOP per image (forward + backward, every phase); genzoo "
+                  f"{rate:,.1f} GFLOP/s = {rate / max(peak.values()):.0%} of the measured matmul peak "
+                  f"({', '.join(f'{k} {v:,.0f}' for k, v in peak.items())} GFLOP/s)")
 
 
 if __name__ == "__main__":
