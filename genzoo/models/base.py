@@ -126,6 +126,11 @@ class GenerativeModel(nn.Module):
         return h[0] if isinstance(h, tuple) else h
 
     @property
+    def conditional(self) -> bool:
+        """True when `sample`/`decode` take class labels (cvae, cgan)."""
+        return bool(getattr(self.config, "conditional", False))
+
+    @property
     def latent_dim(self) -> int | None:
         return getattr(self.config, "latent_dim", None)
 
@@ -158,7 +163,7 @@ class GenerativeModel(nn.Module):
             x = batch.x[:32]
             return self.to_unit(torch.cat([x, self.reconstruct(x)])), min(16, len(x))
         if self.can("sample"):
-            labels = batch.y[:64] if batch.y is not None and getattr(self.config, "conditional", False) else None
+            labels = batch.y[:64] if batch.y is not None and self.conditional else None
             return self.to_unit(self.sample(64, labels=labels, generator=generator)), 8
         raise NotImplementedError
 
