@@ -13,6 +13,15 @@ from genzoo.train import build_model
 D, L, SIGMA = 4, 2, 0.5
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one thread is as fast, and two threads spin badly when other processes hold a core."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def linear_gaussian_vae(exact_posterior: bool):
     """A `vae` with no hidden layers and a Gaussian decoder: x = W z + b + sigma eps. W has orthogonal columns,
     so the true posterior N(S W^T (x - b) / sigma^2, S), S = (I + W^T W / sigma^2)^-1, is diagonal and the
