@@ -30,6 +30,8 @@ from genzoo.train import train  # noqa: E402
 
 STEPS = 40
 SETTINGS = {"log_every": 10, "sample_every": 0, "progress": False}
+METRICS = {"model_type": "ae", "data": "mnist-mini", "n": 2000, "extractor": "mnist",  # as `genzoo evaluate` writes
+           "metrics": {"mse": 0.0421, "psnr": 14.2, "class_histogram": [0.1] * 10}, "note": "domain FID ..."}
 
 
 def _train(tmp_path_factory, name: str, data: str = "mnist-mini", steps: int = STEPS, **model_settings):
@@ -41,7 +43,7 @@ def _train(tmp_path_factory, name: str, data: str = "mnist-mini", steps: int = S
 @pytest.fixture(scope="module")
 def ae_run(tmp_path_factory):
     model, out = _train(tmp_path_factory, "ae")
-    (out / "metrics.json").write_text(json.dumps({"mse": 0.0421, "psnr": {"mean": 14.2}}))
+    (out / "metrics.json").write_text(json.dumps(METRICS))
     return model, out
 
 
@@ -121,7 +123,10 @@ def test_no_route_reads_a_client_path(client, path):
 def test_foreign_host_header_is_refused(ae_run):
     c = TestClient(create_app(ae_run[1]), base_url="http://127.0.0.1:8000")
     assert c.get("/api/info").status_code == 200
-    assert c.get("/api/info", headers={"host": "evil.example:8000"}).status_code == 400  # DNS rebinding
+    assert c.get("/api/info", headers={"host": "[::1]:8000"}).status_code == 200
+    assert c.get("/api/info", headers={"host": "localhost"}).status_code == 200
+    r = c.get("/api/info", headers={"host": "evil.example:8000"})  # a DNS-rebinding page
+    assert r.status_code == 400 and "127.0.0.1" in r.json()["detail"]
 
 
 # ---- info ------------------------------------------------------------------------------------------------------
@@ -134,7 +139,7 @@ def test_info_describes_the_run(client, ae_run):
     assert info["panels"] == ["samples", "map", "draw", "interpolate", "attributes"]
     assert info["classes"] == [str(i) for i in range(10)] and not info["conditional"]
     assert info["background"] == "dark" and info["map_methods"] == ["pca", "tsne"]
-    assert info["metrics"] == {"mse": 0.0421, "psnr": {"mean": 14.2}}
+    assert info["metrics"] == METRICS
     assert info["steps"] == STEPS and "temperature" in info["sample_options"]
     assert info["test_size"] == 2000 and info["noise"] is None
 

@@ -16,13 +16,12 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .session import MAX_IMAGES, Explorer
 from .uploads import MAX_BYTES, UploadError
 
 STATIC = Path(__file__).parent / "static"
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 SECURITY_HEADERS = {
     # The page may only talk to this server: no CDN, no external requests, no framing by other sites.
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; script-src 'self'; "
@@ -72,11 +71,13 @@ def create_app(run_dir: str | Path | Explorer, data: str | None = None,
     ex = run_dir if isinstance(run_dir, Explorer) else Explorer(run_dir, data)
     app = FastAPI(title="genzoo explorer", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.explorer = ex
-    hosts = list(allowed_hosts or LOCAL_HOSTS)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
+    hosts = set(allowed_hosts or LOCAL_HOSTS)
 
     @app.middleware("http")
-    async def security_headers(request: Request, call_next):
+    async def check_host_and_add_headers(request: Request, call_next):
+        if "*" not in hosts and host_name(request.headers.get("host", "")) not in hosts:
+            return JSONResponse({"detail": "this server answers only requests addressed to "
+                                           f"{' or '.join(sorted(hosts))}"}, status_code=400)
         response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)
         return response
@@ -184,6 +185,13 @@ def create_app(run_dir: str | Path | Explorer, data: str | None = None,
         return png(ex.png(ex.denoise(index, noise, seed), nrow=3, scale=scale))
 
     return app
+
+
+def host_name(header: str) -> str:
+    """The host of a Host header without its port: '127.0.0.1:8000' -> '127.0.0.1', '[::1]:8000' -> '::1'."""
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

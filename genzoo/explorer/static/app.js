@@ -109,13 +109,17 @@ function header(info) {
     d.firstChild.textContent = k; d.lastChild.textContent = fmt(v);
     dl.appendChild(d);
   }
-  const rows = flatten(info.metrics, "", []);
+  const m = info.metrics;  // RUN/metrics.json, as `genzoo evaluate` writes it (or any JSON object)
+  const rows = flatten(m && m.metrics && typeof m.metrics === "object" ? m.metrics : m, "", []);
   if (rows.length) {
     $("metrics-box").hidden = false;
+    const about = m.metrics ? [m.n && `n = ${m.n}`, m.extractor && `extractor: ${m.extractor}`].filter(Boolean) : [];
+    $("metrics-box").querySelector("summary").textContent = `metrics (${rows.length})${about.length ? " · " + about.join(", ") : ""}`;
     for (const [k, v] of rows) {
       const tr = $("metrics").insertRow();
       tr.insertCell().textContent = k; tr.insertCell().textContent = fmt(v);
     }
+    if (typeof m.note === "string") $("metrics-note").textContent = m.note;
   }
   if (info.data_error) {
     $("notice").hidden = false;
@@ -161,7 +165,9 @@ function initSamples(info) {
 // ---- latent map ------------------------------------------------------------------------------------------
 const METHOD_NAMES = { latent: "the latent itself (2-D)", pca: "PCA", tsne: "t-SNE" };
 
-function squareBounds([x0, x1, y0, y1]) {
+// A 2-D latent keeps equal scales on both axes (distances mean something there); a projection fills the canvas.
+function mapBounds(method, [x0, x1, y0, y1]) {
+  if (method !== "latent") return [x0, x1, y0, y1];
   const cx = (x0 + x1) / 2, cy = (y0 + y1) / 2, r = Math.max(x1 - x0, y1 - y0) / 2;
   return [cx - r, cx + r, cy - r, cy + r];
 }
@@ -219,7 +225,7 @@ async function loadMap(method) {
   $("map-status").textContent = method === "tsne" ? "computing t-SNE once (then cached in the run directory)…" : "encoding the test set…";
   try {
     const m = await getJson(`/api/map?${query({ method })}`);
-    state.map = { method: m.method, xy: m.xy, labels: m.labels, bounds: squareBounds(m.bounds), classes: m.classes };
+    state.map = { method: m.method, xy: m.xy, labels: m.labels, bounds: mapBounds(m.method, m.bounds), classes: m.classes };
     state.method = method;
     $("map-status").textContent = `${m.xy.length / 2} test images · plane: ${METHOD_NAMES[m.method]}` +
       (m.method === "tsne" ? " (a point decodes as a weighted mean of its nearest codes)" : "");
@@ -319,7 +325,10 @@ function initDraw(info) {
 
 // ---- picking an image: a test image or the drawing -------------------------------------------------------
 function picker(el, onChange) {
+  const parts = $("picker").content.cloneNode(true);  // select, index, random button, thumbnail
+  el.insertBefore(parts, el.querySelector("button:not(.rand)"));
   const src = el.querySelector(".src"), index = el.querySelector(".index"), thumb = el.querySelector("img");
+  index.value = el.dataset.index || "0";
   index.max = String(state.info.test_size - 1);
   const sync = () => { index.hidden = src && src.value !== "test"; el.querySelector(".rand").hidden = index.hidden; };
   if (src) src.onchange = () => { sync(); onChange(); };
