@@ -121,3 +121,10 @@ def test_done_when_tour_on_full_mnist(mnist_root, tmp_path, monkeypatch):
     assert gz("reconstruct", out, "-n", "16", "--out", tmp_path / "recon.png").exit_code == 0
     assert gz("sample", out, "-n", "64", "--out", tmp_path / "s.npy").exit_code == 0
     assert np.load(tmp_path / "s.npy").shape == (64, 28, 28)
+
+
+@pytest.mark.parametrize("path", sorted((__import__("pathlib").Path(__file__).parents[1] / "configs").glob("*.yaml")))
+def test_shipped_configs_are_valid(path):
+    model = path.stem.split("-")[0]
+    r = gz("train", model, "--config", path, "--print-config")
+    assert r.exit_code == 0, r.output
