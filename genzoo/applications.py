@@ -275,12 +275,19 @@ def finetune(pretrained: GenerativeModel, train: gd.Dataset, test: gd.Dataset, l
 
 # ---- linear autoencoder vs PCA ---------------------------------------------------------------------------
 def principal_angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Principal angles (degrees, ascending) between the column spans of a (D, k) and b (D, l):
-    theta_i = arccos(sigma_i(Q_a^T Q_b)), Q orthonormal bases (Bjorck & Golub 1973)."""
+    """Principal angles (degrees, ascending) between the column spans of a (D, k) and b (D, l), min(k, l) of
+    them (Bjorck & Golub 1973): with orthonormal bases Q_a, Q_b (l <= k after swapping), cos theta_i are the
+    singular values of Q_a^T Q_b and sin theta_i those of Q_b - Q_a Q_a^T Q_b; small angles are taken from
+    the sines, where arccos loses precision (as scipy.linalg.subspace_angles does)."""
     qa, _ = np.linalg.qr(np.asarray(a, dtype=np.float64))
     qb, _ = np.linalg.qr(np.asarray(b, dtype=np.float64))
-    s = np.linalg.svd(qa.T @ qb, compute_uv=False).clip(-1, 1)
-    return np.degrees(np.arccos(s))  # s descending -> angles ascending
+    if qa.shape[1] < qb.shape[1]:
+        qa, qb = qb, qa
+    m = qa.T @ qb  # (k, l)
+    cos = np.linalg.svd(m, compute_uv=False).clip(-1, 1)  # descending -> angles ascending
+    sin = np.linalg.svd(qb - qa @ m, compute_uv=False).clip(-1, 1)[::-1]  # ascending
+    theta = np.where(cos ** 2 >= 0.5, np.arcsin(sin), np.arccos(cos))
+    return np.degrees(theta)
 
 
 def decoder_basis(model: GenerativeModel) -> np.ndarray:
