@@ -18,10 +18,6 @@ latent_app = typer.Typer(help="Explore a latent space: manifold grids, latent ma
 app.add_typer(latent_app, name="latent")
 
 
-def _conditional(model: Any) -> bool:
-    return bool(getattr(model.config, "conditional", False))
-
-
 def _dataset(run: Path, data: Optional[str], split: str):
     from .. import data as gd
     return gd.load(run_data(run, data), split)
@@ -51,7 +47,7 @@ def _save(x: Any, out: Path, nrow: int) -> Path:
 
 def _labels_pair(model: Any, given: Optional[str], found: tuple[int | None, int | None]) -> tuple[int, int] | None:
     """The (from, to) classes a conditional model needs: --labels A,B, else the dataset labels."""
-    if not _conditional(model):
+    if not model.conditional:
         return None
     lab = parse_labels(given)
     if lab is not None:
@@ -128,7 +124,7 @@ def grid_cmd(
     from ..latent import manifold_grid
 
     model = load_run(run)
-    if _conditional(model) and label is None:
+    if model.conditional and label is None:
         raise ValueError("a conditional model draws one class: pass --label K")
     imgs, _ = manifold_grid(model, n, span, spacing, _plane(plane, model, run, data, 2000), label)
     wrote(_save(imgs, out, nrow=n))
@@ -155,7 +151,7 @@ def map_cmd(
 
     model = load_run(run)
     ds = _dataset(run, data, split)
-    codes, y = lt.encode_dataset(model, ds, n, use_labels=_conditional(model))
+    codes, y = lt.encode_dataset(model, ds, n, use_labels=model.conditional)
     proj = lt.project(codes, method, seed=seed)
     title = f"{model.model_type}: {proj.method} of {len(codes)} {ds.name} {split} codes (latent_dim {codes.shape[1]})"
     wrote(lt.save_latent_map(out, proj.xy, y, ds.classes, title))
@@ -216,7 +212,7 @@ def shift_cmd(
     picked = [_image(s.strip(), model, ds) for s in images.split(",") if s.strip()]
     x = torch.cat([p[0] for p in picked])
     labels = None
-    if _conditional(model):
+    if model.conditional:
         if any(p[1] is None for p in picked):
             raise ValueError("a conditional model needs labelled images: use dataset indices")
         labels = torch.tensor([p[1] for p in picked])
@@ -245,7 +241,8 @@ def arithmetic_cmd(
     from .. import latent as lt
     from ..config import parse_sets
 
-    if _conditional(model := load_run(run)):
+    model = load_run(run)
+    if model.conditional:
         raise ValueError("latent arithmetic needs an unconditional model (a conditional one decodes a chosen "
                          "class); use a vae or ae run")
     ds = _dataset(run, data, split)

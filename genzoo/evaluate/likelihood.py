@@ -59,7 +59,7 @@ def _batches(model: Any, dataset: Dataset, n: int | None, batch_size: int, binar
         g = torch.Generator().manual_seed(seed)
         ds = Dataset(ds.name, ds.split, (torch.rand(ds.x.shape, generator=g) < ds.x.float() / 255).to(torch.uint8)
                      * 255, ds.y, ds.classes, dict(ds.meta))
-    conditional = bool(getattr(model.config, "conditional", False))
+    conditional = bool(getattr(model, "conditional", False))
     if conditional and ds.y is None:
         raise ValueError(f"a conditional model needs a labelled dataset; {ds.name} has no labels")
     for xb, yb in ds.batches(batch_size):
