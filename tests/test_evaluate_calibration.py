@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import genzoo.data as gd
 from genzoo.evaluate import classifier as C
 from genzoo.evaluate import metrics as M
-from genzoo.evaluate.image_metrics import gaussian_window
+from genzoo.evaluate.image_metrics import gaussian_blur
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +57,6 @@ def test_classifier_errors_are_clear():
         clf.features(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
 
 
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    g = gaussian_window(9, sigma).float()
-    k = (g[:, None] * g[None, :])[None, None]  # (1, 1, 9, 9)
-    return F.conv2d(x, k, padding=4)
-
-
 def _feats(clf, x):
     return M.extract(clf, x.clamp(0, 1))
 
@@ -89,7 +82,7 @@ def test_fid_and_kid_grow_with_distortion(mnist, kind, levels):
     fids, kids = [], []
     for s in levels:
         x = train if s == 0 else (train + s * torch.randn(train.shape, generator=g) if kind == "noise"
-                                  else _blur(train, s))
+                                  else gaussian_blur(train, s))
         ff = _feats(clf, x)
         fids.append(M.fid(fr, ff))
         kids.append(M.kid(fr, ff, subsets=20, subset_size=500)[0])

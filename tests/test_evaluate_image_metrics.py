@@ -89,3 +89,13 @@ def test_bad_shapes_raise():
         ssim(torch.rand(1, 1, 28, 28), torch.rand(1, 1, 27, 28))
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         psnr(torch.rand(28, 28), torch.rand(28, 28))
+
+
+def test_gaussian_blur_matches_scipy():
+    ndimage = pytest.importorskip("scipy.ndimage")
+    from genzoo.evaluate.image_metrics import gaussian_blur
+    rng = np.random.default_rng(5)
+    x = rng.random((2, 3, 12, 10))
+    want = np.stack([[ndimage.gaussian_filter(x[i, c], 1.2, truncate=4 / 1.2, mode="constant") for c in range(3)]
+                     for i in range(2)])  # radius 4 = the 9x9 window
+    assert gaussian_blur(torch.tensor(x), 1.2).numpy() == pytest.approx(want, abs=1e-12)

@@ -72,10 +72,19 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 1.0, window: int = 11, sigma:
     return smap.flatten(1).mean(1).to(x.dtype)
 
 
+def gaussian_blur(x: Tensor, sigma: float, size: int = 9) -> Tensor:
+    """Blur each channel of (N, C, H, W) images with a `size` x `size` Gaussian window (zero padding, same
+    size out): a controlled distortion for calibrating sample metrics."""
+    c = x.shape[1]
+    g = gaussian_window(size, sigma).to(x.dtype)
+    kernel = (g[:, None] * g[None, :]).expand(c, 1, size, size)  # (C, 1, s, s)
+    return F.conv2d(x, kernel, padding=size // 2, groups=c)
+
+
 def batched(fn, x: Tensor, y: Tensor, batch_size: int = 1000, **kw) -> Tensor:
     """Apply a per-image metric in chunks of `batch_size` images (bounded memory). Returns (N,)."""
     _check_pair(x, y)
     return torch.cat([fn(x[i:i + batch_size], y[i:i + batch_size], **kw) for i in range(0, len(x), batch_size)])
 
 
-__all__ = ["mse", "psnr", "ssim", "gaussian_window", "batched"]
+__all__ = ["mse", "psnr", "ssim", "gaussian_window", "gaussian_blur", "batched"]

@@ -1,0 +1,196 @@
+"""The scoreboard: every registered image model trained on MNIST and Fashion-MNIST under the same CPU budget
+(seeded, one thread), then measured with one protocol (genzoo.evaluate.evaluate).
+
+    GENZOO_DATA=../shared/data python benchmarks/scoreboard.py --quick      # a few minutes: checks the pipeline
+    GENZOO_DATA=../shared/data python benchmarks/scoreboard.py              # 3 CPU minutes per model and dataset
+    GENZOO_DATA=../shared/data python benchmarks/scoreboard.py --calibration --data mnist   # metric sanity table
+
+Each model first trains a few steps to measure its CPU seconds per step, then trains from scratch for as many
+steps as fit the budget (`--budget` CPU seconds). The full run rewrites the table between the scoreboard
+markers of docs/benchmarks.md and writes one sample grid per model to docs/img/; `--quick` writes both under
+`--work` only. Domain FID uses genzoo's own classifiers: not comparable with published Inception FIDs.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import genzoo  # noqa: E402
+from genzoo import data as gd  # noqa: E402
+from genzoo import registry  # noqa: E402
+from genzoo._io import write_text  # noqa: E402
+from genzoo.evaluate import evaluate  # noqa: E402
+from genzoo.evaluate.suite import draw_samples  # noqa: E402
+from genzoo.images import save_grid  # noqa: E402
+from genzoo.train import build_model, train  # noqa: E402  (genzoo.train the function is shadowed by the module)
+from genzoo.train.rundir import read_metrics  # noqa: E402
+
+# The size each family is benchmarked at (a preset name); models not listed use their default config.
+PRESET = {"ae": "conv", "denoising-ae": "conv", "sparse-ae": "mnist-196", "vae": "mlp-784-400-20",
+          "cvae": "mlp-784-400-20", "gan": "mnist", "cgan": "mnist", "dcgan": "mnist", "wgan": "mnist",
+          "wgan-gp": "mnist"}
+SAMPLE_METRICS = "fid,pr,dc,modes,mse"
+COLUMNS = ("model", "preset", "CPU min", "steps", "img/s (CPU)", "recon MSE", "NLL (nats)", "domain FID",
+           "precision", "recall", "coverage", "classes covered")
+START, END = "<!-- scoreboard:start -->", "<!-- scoreboard:end -->"
+
+
+def image_models() -> list[str]:
+    """Registered models that train on 28x28 images (toy-point-only models are left out)."""
+    out = []
+    for name in registry.names():
+        try:
+            build_model(name, gd.load("mnist-mini", "test"), PRESET.get(name))
+            out.append(name)
+        except (ValueError, KeyError, NotImplementedError):
+            pass
+    return out
+
+
+def train_for_budget(name: str, data: str, out: Path, budget: float, seed: int, probe_steps: int,
+                     root: str | None) -> tuple[int, float]:
+    """Train `name` from scratch for as many steps as fit `budget` CPU seconds. Returns (steps, CPU s)."""
+    settings = {"log_every": 10, "sample_every": 0, "checkpoint_every": 10 ** 9, "progress": False,
+                "num_threads": 1, "validate": False}
+    t = time.process_time()
+    train(name, data, out=None, settings=dict(settings), steps=probe_steps, preset=PRESET.get(name),
+                 seed=seed, root=root)
+    per_step = (time.process_time() - t) / probe_steps
+    steps = max(probe_steps, int(budget / per_step))
+    t = time.process_time()
+    train(name, data, out=out, settings=dict(settings), steps=steps, preset=PRESET.get(name), seed=seed,
+                 root=root)
+    return steps, time.process_time() - t
+
+
+def score(name: str, data: str, args, work: Path, img_dir: Path) -> dict:
+    run = work / f"{data}-{name}"
+    steps, cpu = train_for_budget(name, data, run, args.budget, args.seed, args.probe_steps, args.root)
+    rows = read_metrics(run)
+    epochs = float(rows[-1]["epoch"]) if rows else 0.0
+    images = epochs * len(gd.load(data, "train", root=args.root))
+    r = evaluate(run, metrics=SAMPLE_METRICS, n=args.n, seed=args.seed, root=args.root, out=run / "metrics.json")
+    m = dict(r["metrics"])
+    if args.nll_n:  # likelihood on fewer images: IWAE costs k decoder passes per image
+        m.update(evaluate(run, metrics="nll", n=args.nll_n, k=args.k, seed=args.seed, root=args.root)["metrics"])
+    model = genzoo.load(run)
+    if model.can("sample"):
+        grid = img_dir / f"scoreboard-{data}-{name}.png"
+        save_grid(draw_samples(model, 64, seed=args.seed), grid, nrow=8)
+    return {"model": name, "preset": PRESET.get(name, "default"), "cpu_min": cpu / 60, "steps": steps,
+            "img_per_cpu_s": images / cpu if cpu else math.nan, "extractor": r["extractor"], **m}
+
+
+def calibration(data: str, n: int, root: str | None, seed: int = 0) -> str:
+    """The metrics on controlled image sets against the test split: a disjoint real set (n training images),
+    the same with Gaussian noise or blur, uniform-noise images and one repeated image (total collapse)."""
+    from genzoo.evaluate import get_classifier
+    from genzoo.evaluate import metrics as M
+    from genzoo.evaluate.image_metrics import gaussian_blur
+
+    clf = get_classifier(data)
+    g = torch.Generator().manual_seed(seed)
+    test = gd.load(data, "test", root=root).x[:n].float() / 255
+    train = gd.load(data, "train", root=root).x[:n].float() / 255
+    sets = {"train images": train}
+    for s in (0.1, 0.2, 0.4):
+        sets[f"+ noise sigma {s}"] = (train + s * torch.randn(train.shape, generator=g)).clamp(0, 1)
+    for s in (0.7, 1.2, 2.0):
+        sets[f"blur sigma {s}"] = gaussian_blur(train, s)
+    sets["uniform noise"] = torch.rand(train.shape, generator=g)
+    sets["one image repeated"] = train[:1].repeat(n, 1, 1, 1)
+    fr = M.extract(clf, test)
+    lines = [f"| {data}: vs {n} test images | domain FID | domain KID | precision | recall | density | coverage "
+             f"| classes covered |", "|" + " --- |" * 8]
+    for name, x in sets.items():
+        ff = M.extract(clf, x)
+        p, r = M.precision_recall(fr, ff)
+        d, c = M.density_coverage(fr, ff)
+        kid = M.kid(fr, ff, seed=seed)[0]
+        modes = M.mode_coverage(M.extract(clf, x, what="probs"))["classes_covered"]
+        lines.append(f"| {name} | {M.fid(fr, ff):.2f} | {kid:.4f} | {p:.3f} | {r:.3f} | {d:.3f} | {c:.3f} | {modes} |")
+    return "\n".join(lines)
+
+
+def _cell(v, fmt: str) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+    for r in rows:
+        cells = [r["model"], r["preset"], _cell(r["cpu_min"], ".1f"), str(r["steps"]), _cell(r["img_per_cpu_s"], ".0f"),
+                 _cell(r.get("mse"), ".4f"), _cell(r.get("nll"), ".1f"), _cell(r.get("fid"), ".2f"),
+                 _cell(r.get("precision"), ".3f"), _cell(r.get("recall"), ".3f"), _cell(r.get("coverage"), ".3f"),
+                 _cell(r.get("classes_covered"), "d")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small budget and sample size: checks the pipeline")
+    p.add_argument("--calibration", action="store_true", help="only the metric calibration table (no training)")
+    p.add_argument("--data", default="mnist,fashion-mnist")
+    p.add_argument("--models", default=None, help="comma-separated (default: every registered image model)")
+    p.add_argument("--budget", type=float, default=None, help="CPU seconds of training per model (180; quick 10)")
+    p.add_argument("--n", type=int, default=None, help="test images and samples per evaluation (10000; quick 500)")
+    p.add_argument("--nll-n", type=int, default=None, help="test images for the IWAE NLL (1000; quick 100)")
+    p.add_argument("--k", type=int, default=None, help="IWAE importance samples (1000; quick 50)")
+    p.add_argument("--probe-steps", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--root", default=None, help="data root (default: $GENZOO_DATA)")
+    p.add_argument("--work", type=Path, default=Path("runs/scoreboard"), help="run directories go here")
+    args = p.parse_args(argv)
+    q = args.quick
+    args.budget = args.budget if args.budget is not None else (10.0 if q else 180.0)
+    args.n = args.n or (500 if q else 10_000)
+    args.nll_n = args.nll_n if args.nll_n is not None else (100 if q else 1000)
+    args.k = args.k or (50 if q else 1000)
+    torch.set_num_threads(1)
+    if args.calibration:
+        for data in args.data.split(","):
+            print(calibration(data, args.n, args.root, args.seed) + "\n", flush=True)
+        return
+    models = args.models.split(",") if args.models else image_models()
+    img_dir = args.work / "img" if q else ROOT / "docs" / "img"
+    t0 = time.process_time()
+    sections = []
+    for data in args.data.split(","):
+        rows = []
+        for name in models:
+            print(f"[{data}] {name} ...", flush=True)
+            rows.append(score(name, data, args, args.work, img_dir))
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
+        ext = rows[0]["extractor"] if rows else "-"
+        sections.append(f"**{data}** (budget {args.budget:.0f} CPU s per model, 1 thread, seed {args.seed}; "
+                        f"evaluation on n={args.n} test images and as many samples; NLL: IWAE k={args.k} on "
+                        f"{args.nll_n} test images; domain FID extractor: {ext})\n\n{table(rows)}")
+    cmd = "python benchmarks/scoreboard.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    img_dir = img_dir.relative_to(ROOT) if img_dir.is_relative_to(ROOT) else img_dir
+    body = (f"Command: `GENZOO_DATA=../shared/data {cmd.strip()}` (total {(time.process_time() - t0) / 60:.1f} "
+            f"CPU minutes incl. evaluation). Sample grids: {img_dir}/scoreboard-DATA-MODEL.png.\n\n"
+            + "\n\n".join(sections))
+    print(body)
+    if q:
+        print(f"wrote {write_text(args.work / 'scoreboard.md', body + chr(10))}")
+        return
+    doc = ROOT / "docs" / "benchmarks.md"
+    text = doc.read_text()
+    if START not in text:
+        raise SystemExit(f"{doc}: markers {START} / {END} not found in the evaluation section")
+    text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{body}\n{END}", text, flags=re.S)
+    print(f"wrote {write_text(doc, text)}")
+
+
+if __name__ == "__main__":
+    main()
