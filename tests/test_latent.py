@@ -14,14 +14,7 @@ from genzoo import latent as lt
 from genzoo.data import Dataset
 from genzoo.models.base import GenerativeModel, ModelConfig
 from genzoo.train import train
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from _single_thread import one_thread  # noqa: F401  (autouse)
 
 
 @dataclass(frozen=True)

@@ -9,17 +9,9 @@ import torch
 from genzoo.data import Dataset
 from genzoo.evaluate.likelihood import elbo, elbo_terms, iwae_log_px, iwae_nll, likelihood_settings
 from genzoo.train import build_model
+from _single_thread import one_thread  # noqa: F401  (autouse)
 
 D, L, SIGMA = 4, 2, 0.5
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is as fast, and two threads spin badly when other processes hold a core."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def linear_gaussian_vae(exact_posterior: bool):

@@ -12,15 +12,7 @@ from genzoo import data as gd
 from genzoo import losses
 from genzoo.models.base import Batch
 from genzoo.train import build_model, train
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is as fast, and two threads spin badly when other processes hold a core."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from _single_thread import one_thread  # noqa: F401  (autouse)
 
 
 def _fit(name: str, steps: int, preset: str = "tiny", **settings):
