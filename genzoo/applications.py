@@ -299,31 +299,43 @@ def decoder_basis(model: GenerativeModel) -> np.ndarray:
     return w.detach().cpu().double().numpy()
 
 
-def linear_pca_check(data: str = "digits", k: int = 10, epochs: int = 500, lr: float = 1e-2,
-                     batch_size: int = 128, seed: int = 0, root: str | None = None,
-                     settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Baldi & Hornik (1989): a linear autoencoder trained on MSE spans the top-k principal subspace.
-    Trains `ae` (arch=mlp, hidden=(), linear code, mse) with genzoo's engine, then compares its per-pixel
-    training MSE with scikit-learn PCA's (same k) and the principal angles between the decoder's column span
-    and the top-k principal directions."""
+def train_linear_ae(train: gd.Dataset, k: int, epochs: int = 500, lr: float = 1e-2, batch_size: int = 128,
+                    seed: int = 0, settings: dict[str, Any] | None = None) -> GenerativeModel:
+    """A linear autoencoder x_hat = W_d (W_e x + b_e) + b_d (`ae`, arch=mlp, hidden=(), linear code, mse),
+    trained by Adam with a cosine learning-rate schedule through genzoo's engine."""
     from .train import train as train_model
-    from sklearn.decomposition import PCA
-    t0 = time.process_time()
-    train = gd.load(data, "train", root=root)
-    X = train.x.flatten(1).double().numpy() / 255  # (N, D)
     s = {"arch": "mlp", "hidden": (), "latent_dim": k, "latent_activation": "linear", "loss": "mse", "lr": lr,
          "progress": False, "validate": False, "sample_every": 0, "log_every": 100,
          "lr_schedule": "cosine", **(settings or {})}
-    model = train_model("ae", train, settings=s, epochs=epochs, batch_size=batch_size, seed=seed)
-    with torch.no_grad():  # unclamped, as PCA's reconstruction is
-        x = model.prepare(train.x)
+    return train_model("ae", train, settings=s, epochs=epochs, batch_size=batch_size, seed=seed)
+
+
+def compare_with_pca(model: GenerativeModel, ds: gd.Dataset) -> dict[str, Any]:
+    """Per-pixel MSE of a linear AE and of scikit-learn's PCA with the same k on `ds` (both unclamped), and
+    the principal angles between the decoder's column span and the top-k principal directions."""
+    from sklearn.decomposition import PCA
+    k = model.latent_dim
+    X = ds.x.flatten(1).double().numpy() / 255  # (N, D)
+    with torch.no_grad():
+        x = model.prepare(ds.x)
         ae_mse = float((model.reconstruct(x) - x).double().pow(2).mean())
     pca = PCA(n_components=k).fit(X)
     pca_mse = float(((pca.inverse_transform(pca.transform(X)) - X) ** 2).mean())
     angles = principal_angles(decoder_basis(model), pca.components_.T)
-    return {"data": data, "k": k, "epochs": epochs, "ae_mse": ae_mse, "pca_mse": pca_mse,
-            "mse_ratio": ae_mse / pca_mse, "max_angle_deg": float(angles.max()),
-            "angles_deg": [round(float(a), 3) for a in angles], "cpu_s": round(time.process_time() - t0, 1)}
+    return {"k": k, "ae_mse": ae_mse, "pca_mse": pca_mse, "mse_ratio": ae_mse / pca_mse,
+            "max_angle_deg": float(angles.max()), "angles_deg": [round(float(a), 3) for a in angles]}
+
+
+def linear_pca_check(data: str = "digits", k: int = 10, epochs: int = 500, lr: float = 1e-2,
+                     batch_size: int = 128, seed: int = 0, root: str | None = None,
+                     settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Baldi & Hornik (1989): a linear autoencoder trained on MSE spans the top-k principal subspace.
+    Trains the linear AE on the training split, then `compare_with_pca` on the same images."""
+    t0 = time.process_time()
+    train = gd.load(data, "train", root=root)
+    model = train_linear_ae(train, k, epochs, lr, batch_size, seed, settings)
+    return {"data": data, "epochs": epochs, **compare_with_pca(model, train),
+            "cpu_s": round(time.process_time() - t0, 1)}
 
 
 # ---- what the code units draw ----------------------------------------------------------------------------
