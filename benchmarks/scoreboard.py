@@ -58,18 +58,23 @@ def image_models() -> list[str]:
 
 def train_for_budget(name: str, data: str, out: Path, budget: float, seed: int, probe_steps: int,
                      root: str | None) -> tuple[int, float]:
-    """Train `name` from scratch for as many steps as fit `budget` CPU seconds. Returns (steps, CPU s)."""
+    """Train `name` from scratch for as many steps as fit `budget` CPU seconds. Two probe runs of p and 3p
+    steps give the CPU seconds per step (their difference, free of the fixed start-up cost of loading data and
+    building the model). Returns (steps, CPU s of the final run)."""
     settings = {"log_every": 10, "sample_every": 0, "checkpoint_every": 10 ** 9, "progress": False,
                 "num_threads": 1, "validate": False}
-    t = time.process_time()
-    train(name, data, out=None, settings=dict(settings), steps=probe_steps, preset=PRESET.get(name),
-                 seed=seed, root=root)
-    per_step = (time.process_time() - t) / probe_steps
-    steps = max(probe_steps, int(budget / per_step))
-    t = time.process_time()
-    train(name, data, out=out, settings=dict(settings), steps=steps, preset=PRESET.get(name), seed=seed,
-                 root=root)
-    return steps, time.process_time() - t
+
+    def cost(steps: int, run_dir: Path | None) -> float:
+        t = time.process_time()
+        train(name, data, out=run_dir, settings=dict(settings), steps=steps, preset=PRESET.get(name), seed=seed,
+              root=root)
+        return time.process_time() - t
+
+    t1, t3 = cost(probe_steps, None), cost(3 * probe_steps, None)
+    per_step = max((t3 - t1) / (2 * probe_steps), 1e-6)
+    fixed = max(t1 - probe_steps * per_step, 0.0)
+    steps = max(probe_steps, int((budget - fixed) / per_step))
+    return steps, cost(steps, out)
 
 
 def score(name: str, data: str, args, work: Path, img_dir: Path) -> dict:

@@ -88,6 +88,8 @@ def test_compare_table_marks_missing_metrics():
     t = compare_table([a, b], ["A", "B"]).splitlines()
     assert t[0] == "| run | model | data | n | mse | domain FID (extractor: mnist) |"
     assert t[3] == "| B | dcgan | mnist | 10 | - | 5 |"
+    assert "different n" not in "".join(t)
+    assert "different n" in compare_table([a, {**b, "n": 20}])
 
 
 def test_evaluate_a_vae_likelihood(tiny_train):

@@ -281,6 +281,9 @@ def compare_table(results: list[dict[str, Any]], names: list[str] | None = None)
         lines.append(f"| {name} | {r.get('model_type')} | {r['data']} | {r['n']} | " + " | ".join(cells) + " |")
     if any(k in keys for k in ("fid", "kid")):
         lines += ["", f"note: {DOMAIN_NOTE}"]
+        if len({r["n"] for r in results}) > 1:
+            lines.append("note: the runs were evaluated at different n; FID is biased by the sample size, so "
+                         "compare FIDs only at equal n (re-evaluate with --metrics ... --n N)")
     return "\n".join(lines)
 
 
