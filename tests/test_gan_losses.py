@@ -115,7 +115,7 @@ def test_gradient_penalty_matches_per_example_autograd_on_a_tiny_mlp_critic():
         with torch.no_grad():
             p[i] += delta
         try:
-            return float(L.gradient_penalty(lambda x: critic(x).squeeze(1), real, fake, eps))
+            return float(L.gradient_penalty(lambda x: critic(x).squeeze(1), real, fake, eps).detach())
         finally:
             with torch.no_grad():
                 p[i] -= delta

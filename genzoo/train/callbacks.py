@@ -9,26 +9,15 @@ import math
 from typing import Any
 
 import torch
-from torch import Tensor
-
-
-def class_coverage(pred: Tensor, num_classes: int, min_share: float = 0.5) -> dict[str, Any]:
-    """Mode coverage of predicted classes `pred` (N,): the histogram p_k, the number of classes holding at
-    least `min_share` of a fair share (p_k >= min_share / K), and KL(p || uniform) = sum_k p_k log(K p_k)
-    (0 log 0 = 0; 0 when every class is equally frequent, log K when all samples fall in one class)."""
-    counts = torch.bincount(pred.reshape(-1).cpu(), minlength=num_classes).double()
-    p = counts / counts.sum()
-    nz = p > 0
-    kl = float((p[nz] * torch.log(num_classes * p[nz])).sum())
-    return {"covered": int((p >= min_share / num_classes).sum()), "kl": kl, "counts": counts.long().tolist()}
 
 
 class ModeMonitor:
     """Every `every` steps, sample a fixed batch (fixed z seed, eval mode) and measure mode coverage.
 
     Images: the dataset's classifier (`genzoo.evaluate.classifier.get_classifier`) labels `n` samples;
-    logs `modes_covered` (classes with >= half a fair share), `modes_kl` (KL(histogram || uniform)) and, for
-    conditional models asked for classes 0, 1, ..., K-1 in turn, `label_acc`. 2-D toy data: the same from
+    logs `modes_covered` (classes with >= half a fair share) and `modes_kl` (KL(histogram || uniform)), both
+    by `genzoo.evaluate.metrics.mode_coverage`, and for conditional models asked for classes 0, 1, ..., K-1
+    in turn, `label_acc`. 2-D toy data: the same from
     the nearest mixture component, plus `hq_share` (samples within 3 std of a mode).
     Warns (`trainer.warn`) when coverage falls to (1 - drop) of its best so far — mode collapse — and when
     the discriminator wins outright (mean D(x) > 1 - d_margin and D(G(z)) < d_margin; bce only), which is
@@ -97,23 +86,24 @@ class ModeMonitor:
             x = model.sample(self.n, labels=labels, generator=g)
         finally:
             model.train(was_training)
-        out: dict[str, float] = {}
-        if self.kind == "points":
+        from ..evaluate.metrics import mode_coverage
+        out: dict[str, Any] = {}
+        if self.kind == "points":  # the nearest mixture component plays the classifier
             from ..data.toy import mode_quality
             q = mode_quality(x.reshape(self.n, -1).cpu(), self.modes, self.std, self.min_share)
             pred = q["nearest"]
+            cov = mode_coverage(torch.nn.functional.one_hot(pred, self.num_classes).float())
             out["modes_covered"], out["hq_share"] = q["modes_covered"], round(q["hq_share"], 4)
-            cov = class_coverage(pred, self.num_classes)
             if histogram:
                 out["hq_counts"] = q["counts"]
         else:
             probs = torch.cat([self.classifier.probs(model.to_unit(c).cpu()) for c in x.split(500)])
             pred = probs.argmax(1)
-            cov = class_coverage(pred, self.num_classes, self.min_share)
-            out["modes_covered"] = cov["covered"]
-        out["modes_kl"] = round(cov["kl"], 4)
+            cov = mode_coverage(probs)
+            out["modes_covered"] = cov["classes_covered"]
+        out["modes_kl"] = round(cov["kl_to_uniform"], 4)
         if histogram:
-            out["counts"] = cov["counts"]
+            out["class_histogram"] = cov["class_histogram"]
         if labels is not None:
             out["label_acc"] = round(float((pred == labels).double().mean()), 4)
         return out
