@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -79,6 +80,8 @@ def train_for_budget(name: str, data: str, out: Path, budget: float, seed: int, 
 
 def score(name: str, data: str, args, work: Path, img_dir: Path) -> dict:
     run = work / f"{data}-{name}"
+    if (run / "run.json").exists():  # a previous scoreboard's run: start again from scratch
+        shutil.rmtree(run)
     steps, cpu = train_for_budget(name, data, run, args.budget, args.seed, args.probe_steps, args.root)
     rows = read_metrics(run)
     epochs = float(rows[-1]["epoch"]) if rows else 0.0
