@@ -59,9 +59,10 @@ def image_models() -> list[str]:
 
 def train_for_budget(name: str, data: str, out: Path, budget: float, seed: int, probe_steps: int,
                      root: str | None) -> tuple[int, float]:
-    """Train `name` from scratch for as many steps as fit `budget` CPU seconds. Two probe runs of p and 3p
-    steps give the CPU seconds per step (their difference, free of the fixed start-up cost of loading data and
-    building the model). Returns (steps, CPU s of the final run)."""
+    """Train `name` from scratch for as many steps as fit `budget` CPU seconds. After a warm-up run (one-time
+    kernel and allocator set-up), probe runs of p and 3p steps give the CPU seconds per step (their
+    difference, free of the fixed start-up cost of loading data and building the model). Returns (steps, CPU s
+    of the final run)."""
     settings = {"log_every": 10, "sample_every": 0, "checkpoint_every": 10 ** 9, "progress": False,
                 "num_threads": 1, "validate": False}
 
@@ -71,8 +72,9 @@ def train_for_budget(name: str, data: str, out: Path, budget: float, seed: int, 
               root=root)
         return time.process_time() - t
 
+    cost(probe_steps, None)  # warm-up
     t1, t3 = cost(probe_steps, None), cost(3 * probe_steps, None)
-    per_step = max((t3 - t1) / (2 * probe_steps), 1e-6)
+    per_step = max((t3 - t1) / (2 * probe_steps), t3 / (3 * probe_steps) / 4)  # guard against timer noise
     fixed = max(t1 - probe_steps * per_step, 0.0)
     steps = max(probe_steps, int((budget - fixed) / per_step))
     return steps, cost(steps, out)
