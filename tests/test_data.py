@@ -17,8 +17,6 @@ import genzoo.data as gd
 from genzoo.data.fetch import fetch
 from genzoo.data.idx import DataError, read_idx
 
-from conftest import SHARED_DATA
-
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the well-known normalisation constants of MNIST's training set
 
 
@@ -188,9 +186,10 @@ def test_folder_unreadable_image_names_file(tmp_path):
 
 # ---- downloads ----------------------------------------------------------------------------------------
 @pytest.fixture
-def http_server():
-    """Serve a folder on 127.0.0.1 (an ephemeral port); yields (base_url, set_folder)."""
-    state = {"dir": str(SHARED_DATA)}
+def http_server(mnist_root):
+    """Serve the real data folder on 127.0.0.1 (an ephemeral port); yields (base_url, state) where
+    state["dir"] can point the server at another folder."""
+    state = {"dir": str(mnist_root)}
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *a, **kw):
@@ -219,7 +218,7 @@ def test_fetch_from_local_mirror_verifies_uncompressed_md5(tmp_path, http_server
 def test_fetch_rejects_corrupt_download_and_leaves_nothing(tmp_path, http_server, mnist_root):
     url, state = http_server
     bad = tmp_path / "mirror"
-    shutil.copytree(SHARED_DATA / "mnist", bad / "mnist")
+    shutil.copytree(Path(state["dir"]) / "mnist", bad / "mnist")
     p = bad / "mnist" / "t10k-labels-idx1-ubyte.gz"
     raw = gzip.decompress(p.read_bytes())
     p.write_bytes(gzip.compress(raw[:-1] + bytes([(raw[-1] + 1) % 256])))  # one label changed
