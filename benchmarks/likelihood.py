@@ -4,7 +4,7 @@ Trains a `vae` with binarize=dynamic (a fresh Bernoulli draw of every training p
 then reports on the MNIST test set, binarised once with a fixed seed: the ELBO and the importance-weighted
 estimate -log p_k(x) with k samples, in nats per image. Single-threaded; CPU time is process time.
 
-    python benchmarks/likelihood.py --epochs 100 --out runs/bench/nll            # train, then evaluate
+    python benchmarks/likelihood.py --epochs 110 --out runs/bench/nll            # train, then evaluate
     python benchmarks/likelihood.py --run runs/bench/nll --k 1000                 # evaluate an existing run
     python benchmarks/likelihood.py --run RUN --k 1000 --n 1000                   # quicker: first 1000 test images
 
@@ -28,7 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, help="evaluate this run directory instead of training")
     ap.add_argument("--out", type=Path, default=Path("runs/bench/nll"), help="run directory to train into")
-    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--epochs", type=int, default=110)
     ap.add_argument("--hidden", default="500,500")
     ap.add_argument("--latent-dim", type=int, default=50)
     ap.add_argument("--activation", default="relu")
