@@ -192,7 +192,8 @@ def reconstruct_cmd(
 @handle_errors
 def demo_cmd(out: Path = typer.Option(Path("runs/demo"), "--out", "-o"),
              epochs: int = typer.Option(10, "--epochs")) -> None:
-    """Train a small model on the bundled mnist-mini set (offline, a few CPU minutes) and write pictures.
+    """Train a 2-D-latent VAE on the bundled mnist-mini set (offline, a few CPU minutes) and write the first
+    pictures: reconstructions, prior samples, latent map, manifold grid, interpolation.
 
     Example: genzoo demo --out runs/demo
     """
