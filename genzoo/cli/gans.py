@@ -34,27 +34,35 @@ def plot_cmd(
 
     Example: genzoo gans plot runs/gan-ring8 --out ring8.png
     """
-    import torch
-
     from .. import data as gd
-    from ..data.toy import mode_quality, plot
 
     if out.suffix != ".png":
         raise ValueError(f"--out {out}: expected a .png file")
     model = _gan_run(run)
     real = gd.load(run_data(run, None), "test")
+    wrote(toy_plot(model, real, out, n, seed))
+
+
+def toy_plot(model, real, out: Path, n: int = 2500, seed: int = 0) -> Path:
+    """The `gans plot` picture for a GAN `model` of the 2-D points of dataset `real` (its test split)."""
+    import torch
+
+    from ..data.toy import mode_quality, plot
+
     if real.meta.get("kind") != "points":
-        raise ValueError(f"{run}: trained on {real.name}, not on 2-D points; `gans plot` needs ring8 or grid25")
+        raise ValueError(f"{real.name} is not a set of 2-D points; `gans plot` needs a run on ring8 or grid25")
     modes, std = torch.tensor(real.meta["modes"]), float(real.meta["std"])
     with torch.no_grad():
         fake = model.sample(n, generator=torch.Generator().manual_seed(seed))
     lim = float(modes.abs().max()) + 1.0
     field = model.discriminator_field(lim, 200)
     q = mode_quality(fake, modes, std)
-    title = (f"{model.model_type} ({model.config.loss}): {q['modes_covered']}/{len(modes)} modes covered, "
+    c = model.config
+    loss = f"{c.loss}, {c.generator_loss}" if c.loss == "bce" else c.loss
+    title = (f"{model.model_type} ({loss}): {q['modes_covered']}/{len(modes)} modes covered, "
              f"{100 * q['hq_share']:.1f}% high-quality")
-    label = "D(x)" if model.config.loss == "bce" else "critic D(x)"
-    wrote(plot(real.x[:n], fake, field, lim, out, title=title, field_label=label))
+    label = "D(x)" if c.loss == "bce" else "critic D(x)"
+    return plot(real.x[:n], fake, field, lim, out, title=title, field_label=label)
 
 
 @gans_app.command("modes")

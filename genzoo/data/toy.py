@@ -74,7 +74,7 @@ def plot(real: torch.Tensor, fake: torch.Tensor, field: torch.Tensor | None, lim
 
     from .._io import atomic_path
 
-    fig = Figure(figsize=(5.2, 4.4), dpi=110)
+    fig = Figure(figsize=(5.8, 4.6), dpi=110)
     ax = fig.add_subplot()
     if field is not None:
         im = ax.imshow(field.cpu().numpy(), extent=(-lim, lim, -lim, lim), cmap="Greys", alpha=0.8)
@@ -87,7 +87,7 @@ def plot(real: torch.Tensor, fake: torch.Tensor, field: torch.Tensor | None, lim
     ax.set_aspect("equal")
     ax.legend(loc="upper right", fontsize=8, markerscale=3)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=8)
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

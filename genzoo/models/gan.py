@@ -71,7 +71,7 @@ class GANConfig(ModelConfig):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"hidden": (32, 32), "latent_dim": 8, "channels": 8},
-        # the 2-D toy sets: 3 x 128 MLPs (close to Unrolled GAN's), z in R^2... see docs/gans.md
+        # ring8 / grid25: 3 x 128 MLPs, z in R^16 (add spectral_norm=true, ema=0.999 to cover ring8: docs/gans.md)
         "toy": {"arch": "mlp", "hidden": (128, 128, 128), "latent_dim": 16},
         "mnist": {"latent_dim": 100, "channels": 64},
     }
