@@ -13,7 +13,6 @@ CPU seconds are process time, single-threaded.
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
 

@@ -11,7 +11,6 @@ Everything trains through genzoo's one engine (`genzoo.train`); nothing here has
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable

@@ -4,7 +4,6 @@ explicit translations, PSNR from its definition, label counts — or a behaviour
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
