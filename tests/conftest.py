@@ -32,7 +32,7 @@ def mnist_root() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _threads_and_seed():
+def _seed():
     torch.manual_seed(0)
     yield
 

@@ -14,7 +14,6 @@ from genzoo import latent as lt
 from genzoo.data import Dataset
 from genzoo.models.base import GenerativeModel, ModelConfig
 from genzoo.train import train
-from _single_thread import one_thread  # noqa: F401  (autouse)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ import torch
 from genzoo.data import Dataset
 from genzoo.evaluate.likelihood import elbo, elbo_terms, iwae_log_px, iwae_nll, likelihood_settings
 from genzoo.train import build_model
-from _single_thread import one_thread  # noqa: F401  (autouse)
 
 D, L, SIGMA = 4, 2, 0.5
 

@@ -12,7 +12,6 @@ from genzoo import data as gd
 from genzoo import losses
 from genzoo.models.base import Batch
 from genzoo.train import build_model, train
-from _single_thread import one_thread  # noqa: F401  (autouse)
 
 
 def _fit(name: str, steps: int, preset: str = "tiny", **settings):
