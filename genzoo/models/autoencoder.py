@@ -23,13 +23,13 @@ from ..config import check_choice
 from ..nn import activation, conv_decoder, conv_encoder, flat_dim, mlp
 from ..nn.lecture import LECTURE_LATENT, LECTURE_SHAPE, keras_init, lecture_conv_decoder, lecture_conv_encoder
 from ..registry import register
-from .base import Batch, GenerativeModel, ModelConfig, Phase
+from .base import Batch, GenerativeModel, OneOptimizerConfig, Phase
 
 _LECTURE = {"arch": "lecture-conv", "latent_dim": LECTURE_LATENT, "loss": "mse", "latent_activation": "relu"}
 
 
 @dataclass(frozen=True)
-class AEConfig(ModelConfig):
+class AEConfig(OneOptimizerConfig):
     """Plain autoencoder. `arch`: mlp | conv | lecture-conv. `hidden`: MLP widths (encoder order; the decoder
     mirrors them) or conv channels. `down`/`up` (conv): stride | pool, transpose | upsample. `loss`: bce
     (inputs in [0, 1], decoder emits logits) or mse. `lecture-conv` is the lecture's fixed Keras architecture
@@ -46,10 +46,6 @@ class AEConfig(ModelConfig):
     up: str = "transpose"  # conv arch: stride-2 4x4 transposed conv | 2x nearest upsample + 3x3 conv
     loss: str = "bce"
     tied: bool = False  # one-layer MLP only: x_hat = s(W^T h + b')
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"hidden": (32,), "latent_dim": 8},
@@ -168,9 +164,7 @@ class Autoencoder(GenerativeModel):
         return rec + penalty, {"recon": rec, **terms, "dead_units": losses.dead_units(h)}
 
     def phases(self) -> list[Phase]:
-        c = self.config
-        return [Phase("ae", list(self.parameters()), self.loss,
-                      {"name": c.optimizer, "lr": c.lr, "betas": c.betas, "weight_decay": c.weight_decay})]
+        return [Phase("ae", list(self.parameters()), self.loss, self.config.optimizer_spec())]
 
     def callbacks(self) -> list[Any]:
         return [DeadUnitMonitor()]

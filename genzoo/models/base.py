@@ -34,6 +34,19 @@ class ModelConfig:
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
 
 
+@dataclass(frozen=True)
+class OneOptimizerConfig(ModelConfig):
+    """Fields of a model trained by one optimizer (the autoencoders and VAEs; a GAN has two phases)."""
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+
+    def optimizer_spec(self) -> dict[str, Any]:
+        return {"name": self.optimizer, "lr": self.lr, "betas": self.betas, "weight_decay": self.weight_decay}
+
+
 @dataclass
 class Phase:
     """One optimisation phase: which parameters, which optimizer, which loss, how many times per step."""

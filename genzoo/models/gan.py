@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from .. import losses
 from ..config import check_choice
-from ..nn import activation, conv_encoder, flat_dim, mlp
+from ..nn import conv_encoder, flat_dim, mlp
 from ..registry import register
 from .base import Batch, GenerativeModel, ModelConfig, Phase
 

@@ -30,11 +30,11 @@ from .. import losses
 from ..config import check_choice
 from ..nn import conv_decoder, conv_encoder, flat_dim, mlp
 from ..registry import register
-from .base import Batch, GenerativeModel, ModelConfig, Phase
+from .base import Batch, GenerativeModel, OneOptimizerConfig, Phase
 
 
 @dataclass(frozen=True)
-class VAEConfig(ModelConfig):
+class VAEConfig(OneOptimizerConfig):
     """VAE. `arch`: mlp | conv; `hidden`: MLP widths (encoder order, the decoder mirrors them) or conv channels.
     `decoder`: bernoulli (inputs in [0, 1]; binarised data for likelihoods) | gaussian (`sigma` fixed, or
     learned from that start when `learn_sigma`). `beta`: KL weight; `kl_warmup_steps`: anneal beta linearly
@@ -54,10 +54,6 @@ class VAEConfig(ModelConfig):
     free_bits: float = 0.0
     loss_terms: str = "both"
     conditional: bool = False
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"hidden": (32,), "latent_dim": 4},
@@ -234,9 +230,7 @@ class VAE(GenerativeModel):
         self.steps_done += 1
 
     def phases(self) -> list[Phase]:
-        c = self.config
-        return [Phase("vae", list(self.parameters()), self.loss,
-                      {"name": c.optimizer, "lr": c.lr, "betas": c.betas, "weight_decay": c.weight_decay},
+        return [Phase("vae", list(self.parameters()), self.loss, self.config.optimizer_spec(),
                       after_step=self._count_step)]
 
     @torch.no_grad()

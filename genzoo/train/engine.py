@@ -7,7 +7,6 @@ resuming from a checkpoint replays exactly the batches an uninterrupted run woul
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict
 from pathlib import Path
