@@ -3,6 +3,7 @@ the ring8 mode-collapse benchmark (modes covered, share of high-quality samples)
 WGAN-GP and the minimax GAN. Results go to docs/benchmarks.md (GANs section) with the command that made them.
 
     OMP_NUM_THREADS=1 python benchmarks/gan_quality.py --cases dcgan-mnist,cgan-mnist --budget 20
+    OMP_NUM_THREADS=1 python benchmarks/gan_quality.py --cases dcgan-mnist-2k-ns,dcgan-mnist-2k-minimax
     OMP_NUM_THREADS=1 python benchmarks/gan_quality.py --cases ring8-ns,ring8-wgan-gp,ring8-minimax,ring8-ns-plain
     python benchmarks/gan_quality.py --quick        # every case for a few seconds, to check the script
 
@@ -26,6 +27,10 @@ import torch
 CASES: dict[str, dict[str, Any]] = {
     "dcgan-mnist": {"model": "dcgan", "data": "mnist", "budget": True, "batch_size": 64, "settings": {}},
     "cgan-mnist": {"model": "cgan", "data": "mnist", "budget": True, "batch_size": 64, "settings": {}},
+    # why the non-saturating loss exists: the same DCGAN for 2,000 steps with either generator loss
+    "dcgan-mnist-2k-ns": {"model": "dcgan", "data": "mnist", "steps": 2000, "batch_size": 64, "settings": {}},
+    "dcgan-mnist-2k-minimax": {"model": "dcgan", "data": "mnist", "steps": 2000, "batch_size": 64,
+                               "settings": {"generator_loss": "minimax"}},
     # ring8: 3 x 128 MLPs (preset toy), batch 256. Plain GANs (NS or minimax) collapse onto a few modes here;
     # spectral norm on D plus an EMA of G's weights lets both cover all 8.
     "ring8-ns": {"model": "gan", "data": "ring8", "preset": "toy", "steps": 20_000, "batch_size": 256,
