@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
+import httpx2
 import numpy as np
 import uvicorn
 from PIL import Image
@@ -79,7 +79,7 @@ def canvas_png() -> bytes:
     return buf.getvalue()
 
 
-def requests_for(client: httpx.Client, info: dict) -> dict[str, callable]:
+def requests_for(client: httpx2.Client, info: dict) -> dict[str, callable]:
     L = info["latent_dim"]
     method = info["map_methods"][0]
     client.get("/api/map", params={"method": method}).raise_for_status()  # built (or read from cache) once
@@ -115,7 +115,7 @@ def summary(ms: list[float]) -> str:
 
 def bench(run: Path, n: int) -> list[tuple[str, list[float], float]]:
     rows = []
-    with Served(run) as url, httpx.Client(base_url=url, timeout=60) as client:
+    with Served(run) as url, httpx2.Client(base_url=url, timeout=60) as client:
         info = client.get("/api/info").json()
         print(f"\n{run.name}: {info['model_type']}, latent {info['latent_dim']}, "
               f"{info['parameters']:,} parameters")

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 pytest.importorskip("fastapi")
-pytest.importorskip("httpx")
+pytest.importorskip("httpx2")  # FastAPI's TestClient uses it (plain httpx is deprecated there)
 from fastapi.testclient import TestClient  # noqa: E402
 
 from genzoo import data as gd  # noqa: E402
