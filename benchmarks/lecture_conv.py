@@ -22,8 +22,8 @@ import time
 
 import torch
 
+from genzoo import load
 from genzoo.train import train as train_model
-from genzoo.train.rundir import load
 import genzoo.data as gd
 from genzoo.applications import encode_dataset, mean_image_mse, reconstruction_errors
 

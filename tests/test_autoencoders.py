@@ -34,7 +34,7 @@ def fixed_batch(model, ds, n=32):
 
 def seeded_loss(model, batch, seed=123):
     torch.manual_seed(seed)  # the denoising AE's corruption and the Hutchinson estimator draw noise
-    return float(model.loss(batch)[0].detach())
+    return model.loss(batch)[0].item()
 
 
 # ---- every model: builds, learns, saves and loads -------------------------------------------------------
@@ -255,8 +255,8 @@ def test_contractive_closed_form_matches_the_autograd_jacobian(mini):
     batch = fixed_batch(m, mini, 6)
     total, terms = m.loss(batch)
     ref = autograd_frobenius(m, batch.x)
-    assert float(terms["jacobian_fro2"].detach()) == pytest.approx(ref, rel=1e-4)
-    assert float(total.detach()) == pytest.approx(float(terms["recon"].detach()) + 0.3 * ref, rel=1e-5)
+    assert terms["jacobian_fro2"].item() == pytest.approx(ref, rel=1e-4)
+    assert total.item() == pytest.approx(terms["recon"].item() + 0.3 * ref, rel=1e-5)
 
 
 def test_contractive_exact_penalty_for_a_deep_encoder_matches_autograd(mini):
@@ -264,7 +264,7 @@ def test_contractive_exact_penalty_for_a_deep_encoder_matches_autograd(mini):
     assert m.config.jacobian_method == "exact"
     batch = fixed_batch(m, mini, 4)
     _, terms = m.loss(batch)
-    assert float(terms["jacobian_fro2"].detach()) == pytest.approx(autograd_frobenius(m, batch.x), rel=1e-4)
+    assert terms["jacobian_fro2"].item() == pytest.approx(autograd_frobenius(m, batch.x), rel=1e-4)
     # the penalty is differentiable (double backprop): its gradient w.r.t. the weights is finite, non-zero
     m.zero_grad()
     terms["jacobian_fro2"].backward()
@@ -273,7 +273,7 @@ def test_contractive_exact_penalty_for_a_deep_encoder_matches_autograd(mini):
     # validation (no_grad) computes the same value
     with torch.no_grad():
         _, vterms = m.val_loss(batch)
-    assert float(vterms["jacobian_fro2"]) == pytest.approx(float(terms["jacobian_fro2"].detach()), rel=1e-5)
+    assert float(vterms["jacobian_fro2"]) == pytest.approx(terms["jacobian_fro2"].item(), rel=1e-5)
 
 
 def test_contractive_estimate_is_unbiased(mini):
@@ -281,7 +281,7 @@ def test_contractive_estimate_is_unbiased(mini):
     batch = fixed_batch(m, mini, 4)
     exact = autograd_frobenius(m, batch.x)
     torch.manual_seed(0)
-    draws = np.array([float(m.loss(batch)[1]["jacobian_fro2"].detach()) for _ in range(400)])
+    draws = np.array([m.loss(batch)[1]["jacobian_fro2"].item() for _ in range(400)])
     se = draws.std(ddof=1) / math.sqrt(len(draws))
     assert abs(draws.mean() - exact) < 4 * se
     assert draws.std() > 0  # it really is random
@@ -295,7 +295,7 @@ def test_contractive_penalty_shrinks_the_jacobian(mini):
 
     weak, strong = fit(0.0), fit(1000.0)
     batch = Batch(weak.prepare(gd.load("mnist-mini", "test").x[:256]), None)
-    j_weak, j_strong = (float(m.val_loss(batch)[1]["jacobian_fro2"].detach()) for m in (weak, strong))
+    j_weak, j_strong = (m.val_loss(batch)[1]["jacobian_fro2"].item() for m in (weak, strong))
     assert j_strong < 0.1 * j_weak
 
 
@@ -338,7 +338,7 @@ def test_denoising_loss_compares_the_noisy_reconstruction_with_the_clean_input(m
     torch.manual_seed(7)
     noisy = corrupt(batch.x, "masking", 0.5)
     expected = losses.bce_logits_sum(m.decode_logits(m.encode(noisy)), batch.x)
-    assert float(total.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
     assert not torch.equal(noisy, batch.x)
     # reconstruct() itself does not corrupt
     torch.testing.assert_close(m.reconstruct(batch.x), torch.sigmoid(m.decode_logits(m.encode(batch.x))))
