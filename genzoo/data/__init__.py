@@ -16,13 +16,19 @@ from torch import Tensor
 
 from .idx import DataError
 
-__all__ = ["Dataset", "DataError", "load", "names", "info", "data_root", "register_source"]
+__all__ = ["Dataset", "DataError", "load", "names", "info", "data_root", "register_source", "names_of_kind"]
+
+KINDS = ("images", "paired", "unpaired")
 
 
 @dataclass
 class Dataset:
     """An in-memory dataset. `x`: uint8 images (N, C, H, W), or float32 points (N, D, 1, 1) for toy data;
-    `y`: int64 labels (N,) or None; `classes`: class names or None."""
+    `y`: int64 labels (N,) or None; `classes`: class names or None.
+
+    Three kinds (`kind`): labelled images; *paired* — `target` holds the aligned target image of each `x`
+    (N, C', H', W'), which may differ in size (super-resolution) or channels; *unpaired* — `domain_b` is a
+    second Dataset (domain B, any length, its own labels) sampled independently of `x` (domain A)."""
 
     name: str
     split: str
@@ -30,12 +36,32 @@ class Dataset:
     y: Tensor | None = None
     classes: list[str] | None = None
     meta: dict = field(default_factory=dict)
+    target: Tensor | None = None
+    domain_b: "Dataset | None" = None
 
     def __post_init__(self) -> None:
         if self.x.ndim != 4:
             raise DataError(f"{self.name}/{self.split}: expected images of shape (N, C, H, W), got {tuple(self.x.shape)}")
         if self.y is not None and len(self.y) != len(self.x):
             raise DataError(f"{self.name}/{self.split}: {len(self.y)} labels do not match {len(self.x)} images")
+        if self.target is not None:
+            if self.domain_b is not None:
+                raise DataError(f"{self.name}/{self.split}: a dataset is paired (target) or unpaired (domain_b), "
+                                f"not both")
+            if self.target.ndim != 4 or len(self.target) != len(self.x):
+                raise DataError(f"{self.name}/{self.split}: expected one target image (N, C, H, W) per source "
+                                f"image ({len(self.x)}), got {tuple(self.target.shape)}")
+
+    @property
+    def kind(self) -> str:
+        return "paired" if self.target is not None else "unpaired" if self.domain_b is not None else "images"
+
+    @property
+    def target_shape(self) -> tuple[int, int, int] | None:
+        """(C, H, W) of the targets (paired) or of domain B (unpaired); None for plain images."""
+        if self.target is not None:
+            return tuple(self.target.shape[1:])  # type: ignore[return-value]
+        return self.domain_b.shape if self.domain_b is not None else None
 
     def __len__(self) -> int:
         return len(self.x)
@@ -49,12 +75,15 @@ class Dataset:
         return len(self.classes) if self.classes else 0
 
     def subset(self, index: Tensor | slice) -> "Dataset":
+        """The examples at `index` (with their targets); domain B of an unpaired dataset is kept whole."""
         return Dataset(self.name, self.split, self.x[index], None if self.y is None else self.y[index],
-                       self.classes, dict(self.meta))
+                       self.classes, dict(self.meta), None if self.target is None else self.target[index],
+                       self.domain_b)
 
     def to(self, device: str | torch.device) -> "Dataset":
         return Dataset(self.name, self.split, self.x.to(device), None if self.y is None else self.y.to(device),
-                       self.classes, self.meta)
+                       self.classes, self.meta, None if self.target is None else self.target.to(device),
+                       None if self.domain_b is None else self.domain_b.to(device))
 
     def batches(self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,
                 drop_last: bool = False, start: int = 0) -> Iterator[tuple[Tensor, Tensor | None]]:
@@ -74,7 +103,9 @@ class Dataset:
         return {
             "name": self.name, "split": self.split, "n": len(self), "shape": list(self.shape),
             "dtype": str(self.x.dtype).replace("torch.", ""),
-            "classes": self.classes, **self.meta,
+            "classes": self.classes, "kind": self.kind,
+            **({"target_shape": list(self.target_shape)} if self.target_shape else {}),
+            **({"n_b": len(self.domain_b)} if self.domain_b is not None else {}), **self.meta,
         }
 
 
@@ -85,17 +116,27 @@ class Source:
     loader: Callable[..., Dataset]  # loader(split, root, download) -> Dataset
     summary: str
     files: tuple[str, ...] = ()  # files expected under root/<name>/ (for messages)
+    kind: str = "images"  # images | paired | unpaired
 
 
 _SOURCES: dict[str, Source] = {}
 
 
-def register_source(name: str, summary: str, files: tuple[str, ...] = ()) -> Callable:
+def register_source(name: str, summary: str, files: tuple[str, ...] = (), kind: str = "images") -> Callable:
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}: expected one of {', '.join(KINDS)}")
+
     def deco(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
-        _SOURCES[name] = Source(name, fn, summary, files)
+        _SOURCES[name] = Source(name, fn, summary, files, kind)
         return fn
 
     return deco
+
+
+def names_of_kind(kind: str) -> list[str]:
+    """Registered dataset names of one kind (for error messages that name a dataset that would fit)."""
+    _import_sources()
+    return sorted(n for n, s in _SOURCES.items() if s.kind == kind)
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -118,7 +159,15 @@ def all_sources() -> list[Source]:
 
 
 def _import_sources() -> None:
+    import importlib
+
     from . import sources, toy  # noqa: F401  (they register the built-in sources)
+    for mod in ("paired", "unpaired"):  # derived translation datasets, when their modules exist
+        try:
+            importlib.import_module(f"{__name__}.{mod}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{mod}":
+                raise
 
 
 def load(name: str, split: str = "train", root: str | os.PathLike | None = None, download: bool = False,

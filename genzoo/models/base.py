@@ -18,10 +18,16 @@ CAPABILITIES = ("encode", "decode", "reconstruct", "sample", "translate")
 
 
 class Batch(NamedTuple):
-    """A training batch: model inputs `x` (already `prepare`d, on the device) and labels `y` (or None)."""
+    """A training batch, one type for every family, already `prepare`d and on the device.
+
+    `x`: model inputs (labelled images; the *source* of a paired dataset; domain A of an unpaired one);
+    `y`: labels of `x` or None; `target`: the aligned target of a paired dataset, or an independently drawn
+    batch of domain B of an unpaired one; `y_target`: labels of `target` where it has them."""
 
     x: Tensor
-    y: Tensor | None
+    y: Tensor | None = None
+    target: Tensor | None = None
+    y_target: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,60 @@ def make_optimizer(params: list[nn.Parameter], spec: dict[str, Any]) -> torch.op
     return torch.optim.RMSprop(params, lr=lr, momentum=spec.pop("momentum", 0.0), weight_decay=wd, foreach=True)
 
 
+class EMA(nn.Module):
+    """An exponential moving average of a module's weights, kept as a real copy of the module (same class),
+    so it is saved in model.safetensors, restored on resume and called like the module itself.
+
+    update():  w_avg <- decay * w_avg + (1 - decay) * w   for every parameter (Polyak averaging as used for
+    GAN generators by Karras et al. 2018 and Brock et al. 2019, and for DDPM weights by Ho et al. 2020);
+    buffers (e.g. batch-norm running statistics) are copied from the live module at each update.
+    Because averaged weights do not match the live module's batch-norm statistics, `recompute_bn` re-estimates
+    the copy's running statistics from its own activations; models with batch norm call it at the end of
+    training (genzoo's choice: recompute, not copy, for the final weights)."""
+
+    def __init__(self, module: nn.Module, decay: float):
+        super().__init__()
+        import copy
+
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"ema={decay} must be in (0, 1) (a decay such as 0.999)")
+        self.decay = decay
+        self.module = copy.deepcopy(module)
+        self.module.requires_grad_(False)
+        self._live = [module]  # a plain list: the live module is not a submodule of the EMA
+
+    @torch.no_grad()
+    def update(self) -> None:
+        live = self._live[0]
+        avg = list(self.module.parameters())
+        torch._foreach_lerp_(avg, [p.detach() for p in live.parameters()], 1.0 - self.decay)
+        for b_avg, b in zip(self.module.buffers(), live.buffers()):
+            b_avg.copy_(b)
+
+    @torch.no_grad()
+    def recompute_bn(self, forward: Callable[[nn.Module], Any], n_batches: int = 20) -> None:
+        """Re-estimate every batch-norm layer's running mean/variance of the averaged module from
+        `n_batches` calls of `forward(module)` in train mode (cumulative average, momentum=None)."""
+        bns = [m for m in self.module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+               and m.track_running_stats]
+        if not bns:
+            return
+        was_training = self.module.training
+        moms = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+        self.module.train()
+        for _ in range(n_batches):
+            forward(self.module)
+        for m, mom in zip(bns, moms):
+            m.momentum = mom
+        self.module.train(was_training)
+
+    def forward(self, *args: Any, **kw: Any) -> Any:
+        return self.module(*args, **kw)
+
+
 class GenerativeModel(nn.Module):
     """Base class. Subclasses set `config_class`, build layers in `__init__(config)` and implement
     `phases()` plus whichever capabilities they have (encode, decode, reconstruct, sample, translate)."""
@@ -88,6 +148,8 @@ class GenerativeModel(nn.Module):
     config_class: ClassVar[type] = ModelConfig
     model_type: ClassVar[str] = ""  # filled by the registry decorator's name when saved
     input_range: ClassVar[tuple[float, float]] = (0.0, 1.0)  # what `prepare` maps uint8 pixels to
+    data_kind: ClassVar[str] = "images"  # the dataset kind it trains on: images | paired | unpaired
+    directions: ClassVar[tuple[str, ...]] = ("a2b",)  # translation directions (translate(x, direction=...))
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -129,8 +191,20 @@ class GenerativeModel(nn.Module):
                **kw: Any) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} cannot sample")
 
-    def translate(self, x: Tensor) -> Tensor:
+    def translate(self, x: Tensor, direction: str | None = None, **kw: Any) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} cannot translate")
+
+    # ---- EMA of weights (an engine feature any model switches on) --------------------------------
+    def init_ema(self, module: nn.Module) -> None:
+        """Keep an EMA of `module` when the config's `ema` decay is > 0 (call at the end of __init__)."""
+        decay = float(getattr(self.config, "ema", 0.0) or 0.0)
+        if decay > 0:
+            self.ema = EMA(module, decay)  # a submodule: `model.ema` (absent when EMA is off)
+
+    def averaged(self, module: nn.Module) -> nn.Module:
+        """The EMA copy of `module` when EMA is on (the module itself otherwise): use it for sampling."""
+        ema = self._modules.get("ema")
+        return ema.module if ema is not None and ema._live[0] is module else module
 
     def code(self, x: Tensor) -> Tensor:
         """One latent point per input, for the latent toolbox: the code of a plain AE, the posterior mean

@@ -33,6 +33,8 @@ def build_model(name: str, dataset: gdata.Dataset | None = None, preset: str | N
     if dataset is not None:
         values.setdefault("image_shape", dataset.shape)
         values.setdefault("num_classes", dataset.num_classes)
+        if "target_shape" in cfg.__dataclass_fields__ and dataset.target_shape is not None:
+            values.setdefault("target_shape", dataset.target_shape)
     values.update(settings)
     return entry.model_class(from_dict(cfg, values, source=f"{name} config"))
 
@@ -112,6 +114,7 @@ def train(model: str | GenerativeModel, data: str | gdata.Dataset = "mnist-mini"
         built = build_model(model, train_ds, preset=preset, **model_settings)
     else:
         built = model
+    check_data_kind(built, train_ds)
     if built.config.image_shape != train_ds.shape:
         raise ValueError(f"the model expects images of shape {built.config.image_shape} but {train_ds.name} has "
                          f"{train_ds.shape}")
@@ -126,6 +129,18 @@ def train(model: str | GenerativeModel, data: str | gdata.Dataset = "mnist-mini"
         run_info["command"] = command
     trainer = Trainer(built, train_ds, tc, out_path, test_ds, dist_info, resume_state, run_info)
     return trainer.fit()
+
+
+def check_data_kind(model: GenerativeModel, ds: gdata.Dataset) -> None:
+    """A model trains on one dataset kind (images, paired, unpaired): a mismatch names datasets that fit."""
+    if model.data_kind == ds.kind:
+        return
+    what = {"images": "images (with labels or none)", "paired": "paired (source, target) images",
+            "unpaired": "two unpaired image domains"}
+    fits = gdata.names_of_kind(model.data_kind)
+    hint = f"; datasets that fit: {', '.join(fits)}" if fits else ""
+    raise ValueError(f"{model.model_type or type(model).__name__} trains on {what[model.data_kind]}, but "
+                     f"{ds.name} holds {what[ds.kind]}{hint}")
 
 
 def _binarize_static(ds: gdata.Dataset, seed: int) -> gdata.Dataset:

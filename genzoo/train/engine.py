@@ -69,8 +69,9 @@ class Trainer:
             self._restore(resume_state)
         # fixed inputs for the progress grids: the first test (else train) images, and a fixed noise seed
         ref = test_data if test_data is not None else train_data
-        xs, ys = next(ref.batches(64))
-        self.fixed = Batch(model.prepare(xs.to(self.device)), None if ys is None else ys.to(self.device))
+        n_fixed = min(64, len(ref))
+        self.fixed = self._batch(ref, slice(0, n_fixed),
+                                 None if ref.domain_b is None else torch.arange(n_fixed) % len(ref.domain_b))
 
     # ---- set-up ---------------------------------------------------------------------------------
     def _scheduler(self, opt: torch.optim.Optimizer):
@@ -95,19 +96,46 @@ class Trainer:
 
     # ---- data -----------------------------------------------------------------------------------
     def _epoch_batches(self, epoch: int, start_step: int) -> Iterator[Batch]:
-        """This rank's batches of `epoch`, from step `start_step` within it; order fixed by (seed, epoch)."""
+        """This rank's batches of `epoch`, from step `start_step` within it; order fixed by (seed, epoch).
+        An unpaired dataset's domain B is drawn from its own permutation (fixed by (seed, epoch) too),
+        independently of domain A, and cycled when B is smaller: an epoch is one pass over domain A."""
         n, world = len(self.train_data), self.dist.world
         g = torch.Generator().manual_seed(self.tc.seed * 100_003 + epoch)
         perm = torch.randperm(n, generator=g)
         usable = (n // world) * world
         local = perm[self.dist.rank:usable:world]
         b = self.local_batch
-        first = start_step * self.batches_per_step
-        for i in range(first, self.steps_per_epoch * self.batches_per_step):
+        n_batches = self.steps_per_epoch * self.batches_per_step
+        local_b = None
+        dom_b = self.train_data.domain_b
+        if dom_b is not None:
+            gb = torch.Generator().manual_seed(self.tc.seed * 100_003 + epoch + 7_919)
+            need = n_batches * b * world
+            perm_b = torch.cat([torch.randperm(len(dom_b), generator=gb) for _ in range(-(-need // len(dom_b)))])
+            local_b = perm_b[self.dist.rank:need:world]
+        for i in range(start_step * self.batches_per_step, n_batches):
             idx = local[i * b:(i + 1) * b]
-            x = self.train_data.x[idx].to(self.device, non_blocking=True)
-            y = None if self.train_data.y is None else self.train_data.y[idx].to(self.device, non_blocking=True)
-            yield Batch(self._transform(self.model.prepare(x)), y)
+            yield self._batch(self.train_data, idx, None if local_b is None else local_b[i * b:(i + 1) * b],
+                              train=True)
+
+    def _batch(self, data: Dataset, idx: Tensor | slice, idx_b: Tensor | slice | None = None,
+               train: bool = False) -> Batch:
+        """Index `data` (and its target / domain B) into a prepared Batch on the device."""
+        dev, prep = self.device, self.model.prepare
+
+        def take(t: Tensor | None, i: Tensor | slice | None) -> Tensor | None:
+            return None if t is None or i is None else t[i].to(dev, non_blocking=True)
+
+        x = prep(take(data.x, idx))
+        target = y_target = None
+        if data.target is not None:
+            target = prep(take(data.target, idx))
+        elif data.domain_b is not None:
+            target, y_target = prep(take(data.domain_b.x, idx_b)), take(data.domain_b.y, idx_b)
+        if train:
+            x = self._transform(x)
+            target = None if target is None else self._transform(target)
+        return Batch(x, take(data.y, idx), target, y_target)
 
     def _transform(self, x: Tensor) -> Tensor:
         """binarize=dynamic: a fresh Bernoulli draw of every pixel each time it is seen (Salakhutdinov &
@@ -117,9 +145,14 @@ class Trainer:
         return x
 
     def _all_batches(self, data: Dataset) -> Iterator[Batch]:
-        for x, y in data.batches(self.tc.batch_size):
-            x = self.model.prepare(x.to(self.device))
-            yield Batch(x, None if y is None else y.to(self.device))
+        """Every example of `data` once, in order (domain B cycled alongside for an unpaired dataset)."""
+        n, bs = len(data), self.tc.batch_size
+        for i in range(0, n, bs):
+            sl = slice(i, min(i + bs, n))
+            idx_b = None
+            if data.domain_b is not None:
+                idx_b = torch.arange(sl.start, sl.stop) % len(data.domain_b)
+            yield self._batch(data, sl, idx_b)
 
     # ---- the loop -------------------------------------------------------------------------------
     def fit(self) -> GenerativeModel:
@@ -174,6 +207,9 @@ class Trainer:
             for s in self.schedulers:
                 if s is not None:
                     s.step()
+            ema = getattr(model, "ema", None)
+            if ema is not None:
+                ema.update()
             self.step += 1
             end_of_epoch = self.step % self.steps_per_epoch == 0
             if self.step % tc.log_every == 0 or self.step == self.total_steps:
