@@ -179,6 +179,10 @@ def load(name: str, split: str = "train", root: str | os.PathLike | None = None,
     if name.startswith("folder:"):
         from .sources import load_folder
         return load_folder(name[len("folder:"):], split=split, **options)
+    if name.startswith(("pix2pix:", "sr:")):  # paired data from the user's folders (genzoo/data/paired.py)
+        from .paired import PREFIXES
+        prefix, path = name.split(":", 1)
+        return PREFIXES[prefix](path, split=split, **options)
     if name not in _SOURCES:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(names())}")
     return _SOURCES[name].loader(split=split, root=data_root(root), download=download, **options)
