@@ -248,3 +248,9 @@ def gradient_penalty(critic, real: Tensor, fake: Tensor, eps: Tensor) -> Tensor:
     out = critic(x_hat)
     (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def drift_penalty(r: Tensor) -> Tensor:
+    """ProGAN's drift term (Karras et al. 2018, App. A.1): E[D(x)^2] on real data, weighted by eps_drift = 0.001
+    in the critic loss, keeps the critic's output from drifting far from zero."""
+    return (r ** 2).mean()

@@ -11,6 +11,13 @@ RMSprop, n_critic = 5; Arjovsky et al. 2017) and `wgan-gp` (gradient penalty; Gu
 of them takes `loss=bce|hinge|wasserstein|least-squares`, `generator_loss=minimax|non-saturating`,
 `spectral_norm`, `ema`, `label_smoothing`, `instance_noise`.
 
+The lineage after DCGAN is two more architectures of the same class (blocks in genzoo/nn/blocks.py):
+`arch=resnet` — residual G and D, optional self-attention (`attention`), spectral norm in G (`g_spectral_norm`),
+and when conditional, BigGAN's conditional batch norm with a shared class embedding (`embed_dim`,
+`hierarchical_z`) in G and a projection discriminator — gives `sagan` (Zhang et al. 2019) and `biggan` (Brock et
+al. 2019); `arch=progan` — progressive growing with fade-in, pixel norm, equalised LR and minibatch stddev
+(Karras et al. 2018) — gives `progan`. The EMA of G is the engine's (`GenerativeModel.init_ema`).
+
 Inputs: images in [-1, 1] (G ends in tanh), or 2-D points (N, 2, 1, 1) for the toy sets ring8/grid25
 (G's output is linear there).
 """
@@ -26,11 +33,12 @@ from torch import Tensor, nn
 
 from .. import losses
 from ..config import check_choice
+from ..nn import blocks as B
 from ..nn import conv_encoder, flat_dim, mlp
 from ..registry import register
 from .base import Batch, GenerativeModel, ModelConfig, Phase
 
-ARCHS = ("auto", "mlp", "dcgan")
+ARCHS = ("auto", "mlp", "dcgan", "resnet", "progan")
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,17 @@ class GANConfig(ModelConfig):
     moving average of G's weights (decay `ema`). `label_smoothing`: real target 1 - alpha (one-sided).
     `instance_noise`: std of Gaussian noise added to D's inputs, annealed linearly to 0 over
     `instance_noise_steps` generator steps (0: constant). `init`: default | dcgan (weights ~ N(0, 0.02)).
-    `monitor_every`: run the mode monitor every N steps (0: off) on `monitor_samples` fixed samples."""
+    `monitor_every`: run the mode monitor every N steps (0: off) on `monitor_samples` fixed samples.
+
+    The lineage (arch=resnet | progan; `channels` is then the width at full resolution, doubling per halving):
+    `attention`: height of the feature maps that get a self-attention block in G and D (0: none; -1: H/2, e.g.
+    14 for 28x28). `g_spectral_norm`: spectral norm in G too. `embed_dim`: size of the shared class embedding
+    of a conditional resnet G (conditional BN) — its D is then a projection discriminator. `hierarchical_z`: z
+    split into one chunk per G block, each chunk joining the class embedding in that block's conditional BN.
+    `orthogonal_reg`: beta of BigGAN's orthogonal regularisation of G (1e-4 in the paper; 0: off).
+    `drift`: epsilon of ProGAN's drift term eps * E[D(x)^2] in the critic loss. `minibatch_std`: group size of
+    the minibatch-stddev feature in the progan critic (0: off). `pixel_norm`, `equalized_lr`: progan G/D.
+    `phase_images`: progan growth schedule: real images per fade-in phase and per stable phase."""
 
     arch: str = "mlp"
     latent_dim: int = 64
@@ -68,6 +86,16 @@ class GANConfig(ModelConfig):
     betas: tuple[float, float] = (0.5, 0.999)
     monitor_every: int = 500
     monitor_samples: int = 1000
+    attention: int = 0
+    g_spectral_norm: bool = False
+    embed_dim: int = 128
+    hierarchical_z: bool = False
+    orthogonal_reg: float = 0.0
+    drift: float = 0.0
+    minibatch_std: int = 0
+    pixel_norm: bool = True
+    equalized_lr: bool = True
+    phase_images: int = 600_000
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"hidden": (32, 32), "latent_dim": 8, "channels": 8},
@@ -81,14 +109,14 @@ class GANConfig(ModelConfig):
         check_choice("loss", self.loss, losses.GAN_LOSSES)
         check_choice("generator_loss", self.generator_loss, losses.GENERATOR_LOSSES)
         check_choice("init", self.init, ("default", "dcgan"))
-        for name in ("latent_dim", "k", "channels"):
+        for name in ("latent_dim", "k", "channels", "embed_dim", "phase_images"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema={self.ema} must be in [0, 1) (a decay such as 0.999; 0 turns it off)")
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ValueError(f"label_smoothing={self.label_smoothing} must be in [0, 0.5)")
-        for name in ("clip", "gradient_penalty", "instance_noise"):
+        for name in ("clip", "gradient_penalty", "instance_noise", "orthogonal_reg", "drift", "minibatch_std"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.label_smoothing and self.loss not in ("bce", "least-squares"):
@@ -96,6 +124,25 @@ class GANConfig(ModelConfig):
         if self.gradient_penalty and self.d_batch_norm:
             raise ValueError("gradient_penalty > 0 penalises per-example input gradients, which batch norm in "
                              "the critic mixes across the batch; set d_batch_norm=false (Gulrajani et al. 2017)")
+        arch = self.resolved_arch
+        if arch in ("resnet", "progan") and not self.points:
+            h, w = self.image_shape[1:]
+            if dcgan_depth(h, w) < 1:
+                raise ValueError(f"arch={arch} needs images whose size halves at least once to >= 4 (28x28, "
+                                 f"32x32, ...), got {h}x{w}")
+            if arch == "progan" and h != w:
+                raise ValueError(f"arch=progan needs square images, got {h}x{w}")
+        if self.attention and arch != "resnet":
+            raise ValueError(f"attention={self.attention} needs arch=resnet (got arch={arch})")
+        if self.attention and not self.points and self.attention not in (-1, *self.resolutions()):
+            raise ValueError(f"attention={self.attention}: expected 0 (none), -1 (H/2) or one of the feature-map "
+                             f"heights {', '.join(map(str, self.resolutions()))} of {self.image_shape[1]}x"
+                             f"{self.image_shape[2]} images")
+        if self.hierarchical_z and not (arch == "resnet" and self.conditional):
+            raise ValueError("hierarchical_z=true needs a conditional resnet generator (arch=resnet, "
+                             "conditional=true): the z chunks join the class embedding in conditional BN")
+        if arch == "progan" and self.conditional:
+            raise ValueError("arch=progan is unconditional here; use biggan or cgan for class-conditional samples")
         if self.conditional and self.num_classes < 2:
             raise ValueError(f"conditional=true needs labelled data with >= 2 classes (num_classes="
                              f"{self.num_classes})")
@@ -110,6 +157,18 @@ class GANConfig(ModelConfig):
         if self.arch == "auto":
             return "mlp" if self.points else "dcgan"
         return self.arch
+
+    def resolutions(self) -> list[int]:
+        """Feature-map heights of the resnet/progan generator, lowest first: [7, 14, 28] for 28x28 images,
+        [4, 8, 16, 32] for 32x32 (the progan stages)."""
+        h = self.image_shape[1]
+        L = dcgan_depth(h, self.image_shape[2])
+        return [h >> (L - i) for i in range(L + 1)]
+
+    @property
+    def attention_res(self) -> int:
+        """The height at which self-attention sits (0: none); -1 resolves to H/2."""
+        return self.image_shape[1] // 2 if self.attention == -1 else self.attention
 
 
 @dataclass(frozen=True)
@@ -160,6 +219,69 @@ class WGANGPConfig(GANConfig):
     betas: tuple[float, float] = (0.0, 0.9)
 
 
+@dataclass(frozen=True)
+class SAGANConfig(GANConfig):
+    """SAGAN (Zhang et al. 2019): residual G and D, self-attention at H/2 in both, spectral norm in G and D,
+    hinge loss, two time-scale update rule G 1e-4 / D 4e-4 with Adam betas (0, 0.9)."""
+
+    arch: str = "resnet"
+    latent_dim: int = 128
+    channels: int = 32
+    attention: int = -1
+    spectral_norm: bool = True
+    g_spectral_norm: bool = True
+    loss: str = "hinge"
+    lr_g: float = 1e-4
+    lr_d: float = 4e-4
+    betas: tuple[float, float] = (0.0, 0.9)
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {"latent_dim": 8, "channels": 4, "embed_dim": 8},
+        "mnist": {},
+    }
+
+
+@dataclass(frozen=True)
+class BigGANConfig(SAGANConfig):
+    """BigGAN, small (Brock et al. 2019): SAGAN's residual G and D, class-conditional through conditional BN
+    with a shared class embedding and hierarchical z in G and a projection discriminator, hinge loss, spectral
+    norm in G and D, an EMA of G's weights (decay 0.999) for sampling, orthogonal regularisation beta = 1e-4;
+    sample with `truncation=T` to trade variety for fidelity. Self-attention off by default (on at 64x64 in the
+    paper; `attention=-1` turns it on)."""
+
+    latent_dim: int = 96
+    conditional: bool = True
+    attention: int = 0
+    hierarchical_z: bool = True
+    ema: float = 0.999
+    orthogonal_reg: float = 1e-4
+    betas: tuple[float, float] = (0.0, 0.999)
+
+
+@dataclass(frozen=True)
+class ProGANConfig(GANConfig):
+    """ProGAN (Karras et al. 2018): G and D grow from 7x7 (28x28 data; 4x4 for 32x32) to full size, each new
+    resolution faded in over `phase_images` real images and then trained stable for as many; WGAN-GP
+    (lambda 10, one critic step) plus the drift term 0.001 E[D(x)^2], Adam(1e-3, 0, 0.99), minibatch stddev
+    (group 4), pixel norm in G, equalised learning rate everywhere, linear output."""
+
+    arch: str = "progan"
+    latent_dim: int = 128
+    channels: int = 32
+    loss: str = "wasserstein"
+    gradient_penalty: float = 10.0
+    drift: float = 0.001
+    minibatch_std: int = 4
+    lr_g: float = 1e-3
+    lr_d: float = 1e-3
+    betas: tuple[float, float] = (0.0, 0.99)
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {"latent_dim": 8, "channels": 4, "phase_images": 64},
+        "mnist": {"phase_images": 120_000},
+    }
+
+
 def dcgan_depth(h: int, w: int) -> int:
     """Number of stride-2 layers: halve H, W while both stay even and >= 8 (28 -> 7: 2; 32 -> 4: 3)."""
     n = 0
@@ -200,6 +322,178 @@ def dcgan_init(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+class ResNetGenerator(nn.Module):
+    """Residual generator (SNGAN/SAGAN/BigGAN): z -> Linear -> (C0, h0, w0) -> ResBlockUp x L (size x2 each)
+    [-> self-attention at height `attention`] -> BN -> ReLU -> conv3x3 -> tanh. Widths halve per block, ending
+    at `base` (e.g. 128 -> 64 -> 32 for 28x28 with base 32). Conditional (`num_classes` > 0): every BN is a
+    conditional BN on c = [shared embedding(y), z chunk] (hierarchical z) or c = embedding(y)."""
+
+    def __init__(self, z_dim: int, out_shape: tuple[int, int, int], base: int, num_classes: int = 0,
+                 embed_dim: int = 128, hierarchical: bool = False, attention: int = 0):
+        super().__init__()
+        c, h, w = out_shape
+        L = dcgan_depth(h, w)
+        self.h0, self.w0 = h >> L, w >> L
+        chans = [base * 2 ** i for i in reversed(range(L + 1))]  # [128, 64, 32] for 28x28, base 32
+        self.chunks = [z_dim] if not hierarchical else _split_sizes(z_dim, L + 1)
+        cond = 0
+        if num_classes:
+            self.embed = nn.Embedding(num_classes, embed_dim)  # shared by every block (BigGAN)
+            cond = embed_dim + (self.chunks[1] if hierarchical else 0)
+        self.linear = nn.Linear(self.chunks[0], chans[0] * self.h0 * self.w0)
+        self.blocks = nn.ModuleList(B.ResBlockUp(a, b, cond) for a, b in zip(chans, chans[1:]))
+        res = [self.h0 << (i + 1) for i in range(L)]  # output height of each block
+        self.attn = nn.ModuleDict({str(i): B.SelfAttention(chans[i + 1]) for i, r in enumerate(res) if r == attention})
+        self.out_bn = nn.BatchNorm2d(chans[-1])
+        self.out_conv = nn.Conv2d(chans[-1], c, 3, 1, 1)
+        self.chans = chans
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        zs = list(torch.split(z, self.chunks, 1)) if len(self.chunks) > 1 else [z]
+        e = self.embed(y) if hasattr(self, "embed") else None  # (B, embed_dim)
+        h = self.linear(zs[0]).reshape(len(z), self.chans[0], self.h0, self.w0)  # (B, C0, h0, w0)
+        for i, blk in enumerate(self.blocks):
+            cond = None if e is None else (torch.cat([e, zs[i + 1]], 1) if len(zs) > 1 else e)
+            h = blk(h, cond)  # (B, C_{i+1}, 2H, 2W)
+            if str(i) in self.attn:
+                h = self.attn[str(i)](h)
+        return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
+
+
+class ResNetDiscriminator(nn.Module):
+    """Residual discriminator (SNGAN/SAGAN/BigGAN): ResBlockDown x L (the first one the optimised input block)
+    [-> self-attention at height `attention`] -> a ResBlock without pooling -> ReLU -> sum over positions ->
+    phi(x) (B, F) -> psi = Linear(F, 1); with `num_classes` > 0, the projection term embed(y)^T phi(x) is added
+    (Miyato & Koyama 2018)."""
+
+    def __init__(self, in_shape: tuple[int, int, int], base: int, num_classes: int = 0, attention: int = 0):
+        super().__init__()
+        c, h, w = in_shape
+        L = dcgan_depth(h, w)
+        chans = [base * 2 ** i for i in range(L + 1)]  # [32, 64, 128] for 28x28, base 32
+        blocks: list[nn.Module] = [B.ResBlockDown(c, chans[0], first=True)]
+        res = h // 2
+        if res == attention:
+            blocks.append(B.SelfAttention(chans[0]))
+        for a, b in zip(chans[:L - 1], chans[1:L]):
+            blocks.append(B.ResBlockDown(a, b))
+            res //= 2
+            if res == attention:
+                blocks.append(B.SelfAttention(b))
+        blocks.append(B.ResBlockDown(chans[L - 1], chans[L], down=False))
+        self.blocks = nn.Sequential(*blocks)
+        self.linear = nn.Linear(chans[L], 1)
+        if num_classes:
+            self.embed = nn.Embedding(num_classes, chans[L])
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        phi = F.relu(self.blocks(x)).sum((2, 3))  # (B, F): sum pooling
+        out = self.linear(phi).reshape(-1)  # (B,)
+        if hasattr(self, "embed"):
+            out = out + B.projection_term(phi, y, self.embed)
+        return out
+
+
+def _split_sizes(n: int, parts: int) -> list[int]:
+    """n latent dimensions in `parts` chunks, the first taking the remainder: 96, 3 -> [32, 32, 32]."""
+    k = n // parts
+    if k < 1:
+        raise ValueError(f"latent_dim={n} is too small to split into {parts} hierarchical-z chunks")
+    return [n - k * (parts - 1)] + [k] * (parts - 1)
+
+
+def _conv(equalized: bool, c_in: int, c_out: int, k: int, pad: int, gain: float = math.sqrt(2)) -> nn.Module:
+    return B.EqualizedConv2d(c_in, c_out, k, pad, gain) if equalized else nn.Conv2d(c_in, c_out, k, 1, pad)
+
+
+def _act_norm(pixel_norm: bool) -> list[nn.Module]:
+    return [nn.LeakyReLU(0.2)] + ([B.PixelNorm()] if pixel_norm else [])
+
+
+class ProGenerator(nn.Module):
+    """ProGAN generator (Karras et al. 2018, Table 2) for stages s = 0..S at heights res[s] (7, 14, 28):
+    z -> PixelNorm -> Linear to (C0, h0, h0) -> LReLU, PN -> conv3 -> LReLU, PN; stage s >= 1 adds
+    [upsample x2 -> conv3 -> LReLU, PN -> conv3 -> LReLU, PN]; `to_rgb[s]` (1x1, linear) turns stage s's
+    features into an image. While stage s fades in (alpha < 1) the output is
+    (1 - alpha) * upsample(to_rgb[s-1](h_{s-1})) + alpha * to_rgb[s](block_s(h_{s-1})), at res[s]."""
+
+    def __init__(self, z_dim: int, out_shape: tuple[int, int, int], base: int, equalized: bool = True,
+                 pixel_norm: bool = True):
+        super().__init__()
+        c, h, _ = out_shape
+        S = dcgan_depth(h, h)
+        self.h0 = h >> S
+        self.chans = [base * 2 ** (S - s) for s in range(S + 1)]  # [128, 64, 32] for 28x28, base 32
+        lin = B.EqualizedLinear(z_dim, self.chans[0] * self.h0 ** 2, math.sqrt(2) / 4) if equalized else \
+            nn.Linear(z_dim, self.chans[0] * self.h0 ** 2)  # gain sqrt(2)/4 as the authors' dense 4x4 layer
+        self.input = nn.Sequential(*([B.PixelNorm()] if pixel_norm else []), lin)
+        self.base = nn.Sequential(*_act_norm(pixel_norm), _conv(equalized, self.chans[0], self.chans[0], 3, 1),
+                                  *_act_norm(pixel_norm))
+        self.blocks = nn.ModuleList([nn.Identity()] + [nn.Sequential(
+            nn.Upsample(scale_factor=2.0), _conv(equalized, a, b, 3, 1), *_act_norm(pixel_norm),
+            _conv(equalized, b, b, 3, 1), *_act_norm(pixel_norm)) for a, b in zip(self.chans, self.chans[1:])])
+        self.to_rgb = nn.ModuleList(_conv(equalized, ch, c, 1, 0, 1.0) for ch in self.chans)
+
+    def forward(self, z: Tensor, stage: int, alpha: float = 1.0) -> Tensor:
+        h = self.input(z).reshape(len(z), self.chans[0], self.h0, self.h0)  # (B, C0, h0, h0)
+        h = self.base(h)
+        for s in range(1, stage):
+            h = self.blocks[s](h)  # (B, C_s, res[s], res[s])
+        if stage == 0:
+            return self.to_rgb[0](h)
+        new = self.to_rgb[stage](self.blocks[stage](h))  # (B, C, res[stage], res[stage])
+        if alpha >= 1.0:
+            return new
+        old = F.interpolate(self.to_rgb[stage - 1](h), scale_factor=2.0)  # the previous stage, upsampled
+        return torch.lerp(old, new, alpha)
+
+
+class ProDiscriminator(nn.Module):
+    """ProGAN critic, the mirror of ProGenerator: `from_rgb[s]` (1x1 -> LReLU) at res[s], stage s >= 1 blocks
+    [conv3 -> LReLU -> conv3 -> LReLU -> avgpool 2x2]; at h0: minibatch stddev -> conv3 -> LReLU ->
+    conv h0 x h0 (valid) -> LReLU -> Linear(., 1). While stage s fades in, the features entering block s-1 are
+    (1 - alpha) * from_rgb[s-1](avgpool(x)) + alpha * block_s(from_rgb[s](x))."""
+
+    def __init__(self, in_shape: tuple[int, int, int], base: int, equalized: bool = True, mbstd: int = 4):
+        super().__init__()
+        c, h, _ = in_shape
+        S = dcgan_depth(h, h)
+        h0 = h >> S
+        ch = [base * 2 ** (S - s) for s in range(S + 1)]  # [128, 64, 32] for 28x28, base 32
+        self.from_rgb = nn.ModuleList(nn.Sequential(_conv(equalized, c, k, 1, 0), nn.LeakyReLU(0.2)) for k in ch)
+        self.blocks = nn.ModuleList([nn.Identity()] + [nn.Sequential(
+            _conv(equalized, ch[s], ch[s], 3, 1), nn.LeakyReLU(0.2), _conv(equalized, ch[s], ch[s - 1], 3, 1),
+            nn.LeakyReLU(0.2), nn.AvgPool2d(2)) for s in range(1, S + 1)])
+        head: list[nn.Module] = [B.MinibatchStdDev(mbstd)] if mbstd else []
+        head += [_conv(equalized, ch[0] + (1 if mbstd else 0), ch[0], 3, 1), nn.LeakyReLU(0.2),
+                 _conv(equalized, ch[0], ch[0], h0, 0), nn.LeakyReLU(0.2), nn.Flatten()]  # (B, C0)
+        head.append(B.EqualizedLinear(ch[0], 1, 1.0) if equalized else nn.Linear(ch[0], 1))
+        self.head = nn.Sequential(*head)
+
+    def forward(self, x: Tensor, stage: int, alpha: float = 1.0) -> Tensor:
+        h = self.from_rgb[stage](x)  # (B, C_stage, res, res)
+        if stage > 0:
+            h = self.blocks[stage](h)  # (B, C_{stage-1}, res/2, res/2)
+            if alpha < 1.0:
+                h = torch.lerp(self.from_rgb[stage - 1](F.avg_pool2d(x, 2)), h, alpha)
+        for s in range(stage - 1, 0, -1):
+            h = self.blocks[s](h)
+        return self.head(h).reshape(-1)  # (B,)
+
+
+def progan_schedule(images_seen: int, phase_images: int, stages: int) -> tuple[int, float]:
+    """(stage, alpha) after `images_seen` real images: stage 0 stable for `phase_images`, then for each
+    s = 1..stages-1 a fade-in (alpha = images into the phase / phase_images, rising 0 -> 1) followed by a stable
+    phase (alpha = 1) of `phase_images` each; the last stage then stays stable."""
+    if images_seen < phase_images or stages == 1:
+        return 0, 1.0
+    m = images_seen - phase_images
+    s, r = 1 + m // (2 * phase_images), m % (2 * phase_images)
+    if s >= stages:
+        return stages - 1, 1.0
+    return s, min(1.0, r / phase_images)
+
+
 @register("gan", GANConfig, "GAN with MLP generator and discriminator (BCE; minimax or non-saturating, k D steps)")
 class GAN(GenerativeModel):
     """Generator G(z[, c]) and discriminator D(x[, c]) trained adversarially (Algorithm 1)."""
@@ -213,9 +507,17 @@ class GAN(GenerativeModel):
         k = c.num_classes if c.conditional else 0
         d = flat_dim(c.image_shape)
         arch = c.resolved_arch
-        if arch == "dcgan" and c.points:
-            raise ValueError("arch=dcgan needs images; 2-D point data needs arch=mlp (or auto)")
-        if arch == "mlp":
+        if arch != "mlp" and c.points:
+            raise ValueError(f"arch={arch} needs images; 2-D point data needs arch=mlp (or auto)")
+        if arch == "resnet":
+            nc = c.num_classes if c.conditional else 0
+            self.generator = ResNetGenerator(c.latent_dim, c.image_shape, c.channels, nc, c.embed_dim,
+                                             c.hierarchical_z, c.attention_res)
+            self.discriminator = ResNetDiscriminator(c.image_shape, c.channels, nc, c.attention_res)
+        elif arch == "progan":
+            self.generator = ProGenerator(c.latent_dim, c.image_shape, c.channels, c.equalized_lr, c.pixel_norm)
+            self.discriminator = ProDiscriminator(c.image_shape, c.channels, c.equalized_lr, c.minibatch_std)
+        elif arch == "mlp":
             out_act = "linear" if c.points else "tanh"
             self.generator = nn.Sequential(mlp([c.latent_dim + k, *c.hidden, d], "relu", out_act),
                                            nn.Unflatten(1, c.image_shape))  # (B, C, H, W)
@@ -231,14 +533,18 @@ class GAN(GenerativeModel):
             dcgan_init(self)
         if c.spectral_norm:  # Miyato et al. 2018: W / sigma(W), sigma by one power iteration per step
             for m in list(self.discriminator.modules()):
+                if isinstance(m, (nn.Linear, nn.Conv2d)) or (arch == "resnet" and isinstance(m, nn.Embedding)):
+                    nn.utils.parametrizations.spectral_norm(m)
+        if c.g_spectral_norm:  # SAGAN / BigGAN: spectral norm in G too (its class embedding excepted)
+            for m in list(self.generator.modules()):
                 if isinstance(m, (nn.Linear, nn.Conv2d)):
                     nn.utils.parametrizations.spectral_norm(m)
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
-        if c.ema:
-            # the averaged weights are buffers: saved with the model, never optimised
-            self.ema_weights = nn.Module()
-            for name, p in self.generator.named_parameters():
-                self.ema_weights.register_buffer(_ema_key(name), p.detach().clone())
+        # real images seen (progan's growth schedule reads its stage and alpha from it; saved, so --resume
+        # continues mid-fade exactly)
+        self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
+        self._step_images = 0
+        self.init_ema(self.generator)  # engine-level EMA of G (config `ema`; the engine updates it every step)
 
     # ---- the two networks ------------------------------------------------------------------------
     def _one_hot(self, y: Tensor | None) -> Tensor | None:
@@ -248,18 +554,52 @@ class GAN(GenerativeModel):
             raise ValueError("a conditional GAN needs class labels")
         return F.one_hot(y, self.config.num_classes).float()  # (B, K)
 
+    # ---- progan's growth schedule ---------------------------------------------------------------
+    @property
+    def stage(self) -> tuple[int, float]:
+        """(stage, alpha) of the growth schedule now (progan; other archs: the full-size stage, alpha 1)."""
+        n = len(self.config.resolutions()) if self.config.resolved_arch == "progan" else 1
+        if n == 1:
+            return 0, 1.0
+        return progan_schedule(int(self.images_seen), self.config.phase_images, n)
+
+    def _real_at_stage(self, x: Tensor) -> Tensor:
+        """progan: real images at the current stage's resolution (average pooling), and while a stage fades
+        in, blended with the previous resolution as G's output is: lerp(up(pool(x_s)), x_s, alpha)."""
+        if self.config.resolved_arch != "progan":
+            return x
+        s, alpha = self.stage
+        f = x.shape[-1] // self.config.resolutions()[s]
+        xs = F.avg_pool2d(x, f) if f > 1 else x  # (B, C, res[s], res[s])
+        if s > 0 and alpha < 1.0:
+            xs = torch.lerp(F.interpolate(F.avg_pool2d(xs, 2), scale_factor=2.0), xs, alpha)
+        return xs
+
     def G(self, z: Tensor, y: Tensor | None = None, average: bool = False) -> Tensor:
-        """z (B, latent_dim) [and labels (B,)] -> samples (B, C, H, W); `average`: use the EMA weights."""
+        """z (B, latent_dim) [and labels (B,)] -> samples (B, C, H, W); `average`: use the EMA weights.
+        progan: at the current stage's resolution (see `sample` for full-size images)."""
+        net = self.averaged(self.generator) if average else self.generator
+        arch = self.config.resolved_arch
+        if arch == "resnet":
+            return net(z, y if self.config.conditional else None)
+        if arch == "progan":
+            s, alpha = self.stage
+            return net(z, s, alpha)
         c = self._one_hot(y)
         if c is not None:
             z = torch.cat([z, c], 1)  # (B, latent_dim + K)
-        if average and self.config.ema:
-            weights = {n: getattr(self.ema_weights, _ema_key(n)) for n, _ in self.generator.named_parameters()}
-            return torch.func.functional_call(self.generator, weights, (z,))
-        return self.generator(z)
+        return net(z)
 
     def D(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """x (B, C, H, W) [and labels] -> D's logit / the critic's value, (B,)."""
+        arch = self.config.resolved_arch
+        if arch == "resnet":
+            if self.config.conditional and y is None:
+                raise ValueError("a conditional GAN needs class labels")
+            return self.discriminator(x, y if self.config.conditional else None)
+        if arch == "progan":
+            s, alpha = self.stage
+            return self.discriminator(x, s, alpha)
         c = self._one_hot(y)
         if c is not None:
             if self.config.resolved_arch == "mlp":
@@ -303,7 +643,10 @@ class GAN(GenerativeModel):
             labels = torch.randint(c.num_classes, (n,), generator=generator)
         z = temperature * self.noise(n, generator, truncation)
         y = labels.to(self.device) if labels is not None else None
-        return self.G(z, y, average=True)
+        x = self.G(z, y, average=True)
+        if x.shape[-1] != c.image_shape[-1]:  # progan before its last stage: show it at full size
+            x = F.interpolate(x, size=tuple(c.image_shape[1:]), mode="nearest")
+        return x
 
     def to_unit(self, x: Tensor) -> Tensor:
         if self.config.points:
@@ -330,20 +673,28 @@ class GAN(GenerativeModel):
         lambda * gradient penalty."""
         c = self.config
         y = batch.y if c.conditional else None
+        real = self._real_at_stage(batch.x)
         with torch.no_grad():
             fake = self.G(self.noise(len(batch.x)), y)
-        r = self.D(self._noisy(batch.x), y)
+        r = self.D(self._noisy(real), y)
         f = self.D(self._noisy(fake), y)
         adv = losses.gan_d_loss(c.loss, r, f, 1.0 - c.label_smoothing)
         terms = {"adv": adv, "d_real": self._mean_output(r), "d_fake": self._mean_output(f)}
         total = adv
         if c.loss == "wasserstein":
             terms["w_estimate"] = (r.mean() - f.mean()).detach()  # E[D(x)] - E[D(G(z))]
+        if c.drift:
+            drift = losses.drift_penalty(r)
+            total = total + c.drift * drift
+            terms["drift"] = drift.detach()
         if c.gradient_penalty and penalty:
-            eps = torch.rand(len(batch.x), *([1] * (batch.x.ndim - 1)), device=batch.x.device)
-            gp = losses.gradient_penalty(lambda v: self.D(v, y), batch.x, fake, eps)
+            eps = torch.rand(len(real), *([1] * (real.ndim - 1)), device=real.device)
+            gp = losses.gradient_penalty(lambda v: self.D(v, y), real, fake, eps)
             total = total + c.gradient_penalty * gp
             terms["gp"] = gp.detach()
+        if c.resolved_arch == "progan":  # logged in metrics.csv as discriminator/stage, discriminator/alpha
+            s, alpha = self.stage
+            terms["stage"], terms["alpha"] = torch.tensor(float(s)), torch.tensor(alpha)
         return total, terms
 
     def g_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
@@ -355,6 +706,11 @@ class GAN(GenerativeModel):
         f = self.D(self._noisy(self.G(self.noise(len(batch.x)), y)), y)
         loss = losses.gan_g_loss(c.loss, f, c.generator_loss)
         terms = {"d_fake": self._mean_output(f)}
+        self._step_images = len(batch.x) * c.k  # real images this step's discriminator phases consumed
+        if c.orthogonal_reg:
+            ortho = B.orthogonal_penalty(self.generator)
+            loss = loss + c.orthogonal_reg * ortho
+            terms["ortho"] = ortho.detach()
         if c.loss == "bce":
             p = torch.sigmoid(f.detach())
             terms["grad_minimax"], terms["grad_nonsat"] = p.mean(), (1 - p).mean()
@@ -377,12 +733,45 @@ class GAN(GenerativeModel):
                 p.clamp_(-self.config.clip, self.config.clip)
 
     def _after_generator_step(self) -> None:
-        """Count generator steps; EMA: w_avg <- ema * w_avg + (1 - ema) * w."""
+        """Count generator steps and the real images seen (the progan schedule's clock). The EMA of G is
+        updated by the engine after the step (`model.ema.update()`)."""
         self.generator_steps += 1
-        if self.config.ema:
-            with torch.no_grad():
-                avg = [getattr(self.ema_weights, _ema_key(n)) for n, _ in self.generator.named_parameters()]
-                torch._foreach_lerp_(avg, [p.detach() for p in self.generator.parameters()], 1.0 - self.config.ema)
+        self.images_seen += self._step_images
+
+    def on_train_end(self, batches) -> None:
+        """With an EMA of a generator that has batch norm (dcgan, resnet): recompute the EMA copy's running
+        statistics from its own activations on 20 batches of fresh z (a private RNG, so the global RNG saved in
+        the checkpoint is untouched), instead of keeping the live generator's statistics."""
+        ema = self._modules.get("ema")
+        if ema is None or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in ema.module.modules()):
+            return
+        c, g = self.config, torch.Generator().manual_seed(20_190_101)
+        n = 256
+
+        def forward(module: nn.Module) -> None:
+            z = torch.randn(n, c.latent_dim, generator=g).to(self.device)
+            y = torch.randint(c.num_classes, (n,), generator=g).to(self.device) if c.conditional else None
+            if c.resolved_arch == "resnet":
+                module(z, y)
+            else:
+                oh = self._one_hot(y)
+                module(z if oh is None else torch.cat([z, oh], 1))
+
+        ema.recompute_bn(forward, 20)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Also reads runs saved before the EMA moved to the engine: their `ema_weights.<name with _>` buffers
+        become `ema.module.<name>`, and the EMA copy's buffers (batch-norm statistics) come from the live G."""
+        if any(k.startswith("ema_weights.") for k in state_dict) and "ema" in self._modules:
+            state_dict = dict(state_dict)
+            for name, _ in self.generator.named_parameters():
+                old = "ema_weights." + _ema_key(name)
+                if old in state_dict:
+                    state_dict["ema.module." + name] = state_dict.pop(old)
+            for name, _ in self.generator.named_buffers():
+                if "generator." + name in state_dict:
+                    state_dict.setdefault("ema.module." + name, state_dict["generator." + name])
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def phases(self) -> list[Phase]:
         c = self.config
@@ -461,3 +850,18 @@ class WGAN(GAN):
 @register("wgan-gp", WGANGPConfig, "WGAN-GP: gradient penalty lambda = 10, Adam(1e-4, 0, 0.9), n_critic = 5")
 class WGANGP(GAN):
     config_class = WGANGPConfig
+
+
+@register("sagan", SAGANConfig, "SAGAN: residual G/D with self-attention, spectral norm in both, hinge, TTUR 1e-4/4e-4")
+class SAGAN(GAN):
+    config_class = SAGANConfig
+
+
+@register("biggan", BigGANConfig, "BigGAN (small): conditional BN + shared embedding, projection D, EMA, truncation")
+class BigGAN(GAN):
+    config_class = BigGANConfig
+
+
+@register("progan", ProGANConfig, "ProGAN: progressive growing with fade-in, WGAN-GP + drift, pixel norm, equalised LR")
+class ProGAN(GAN):
+    config_class = ProGANConfig
