@@ -15,6 +15,9 @@ _MODULES = (
     "genzoo.models.autoencoder",
     "genzoo.models.vae",
     "genzoo.models.gan",
+    "genzoo.models.translation",
+    "genzoo.models.cyclegan",
+    "genzoo.models.diffusion",
 )
 
 
