@@ -1,6 +1,8 @@
 """Atomic file writes: every file genzoo writes goes to a temp file in the same folder, then is renamed.
 
-A process killed at any moment leaves either the old file or the new one, never half of one.
+A process killed at any moment leaves either the old file or the new one, never half of one. The temp file
+is named `.NAME.genzoo-tmp-XXXXXXXX` (TEMP_MARK), so that cleaning up after a killed process removes genzoo's
+own temp files and never anyone else's `.tmp` files.
 """
 from __future__ import annotations
 
@@ -11,13 +13,33 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+TEMP_MARK = ".genzoo-tmp-"
+
+
+def is_temp(path: str | os.PathLike) -> bool:
+    """True for a temp file `atomic_path` creates (`.NAME.genzoo-tmp-XXXXXXXX`)."""
+    name = Path(path).name
+    return name.startswith(".") and TEMP_MARK in name
+
+
+def remove_temps(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Delete genzoo's own temp files under `folder` (left by a killed process); returns what was removed."""
+    folder = Path(folder)
+    found = folder.rglob(f".*{TEMP_MARK}*") if recursive else folder.glob(f".*{TEMP_MARK}*")
+    removed = []
+    for p in list(found):
+        if p.is_file() and is_temp(p):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside `path`; on success fsync it and rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}")
     os.close(fd)
     tmp = Path(tmp)
     try:

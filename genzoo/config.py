@@ -43,9 +43,19 @@ class TrainConfig:
             object.__setattr__(self, "epochs", 1)
         check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine", "step"))
         check_choice("binarize", self.binarize, ("none", "static", "dynamic"))
-        for name in ("batch_size", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name, least in (("epochs", 1), ("steps", 1), ("batch_size", 1), ("log_every", 1),
+                            ("checkpoint_every", 1), ("sample_every", 0)):
+            value = getattr(self, name)
+            if value is not None and value < least:
+                raise ValueError(f"{name}={value}: expected an integer >= {least} ({_OPTION_HINT.get(name, '')}"
+                                 f"--set {name}=N{_LEAST_HINT.get(name, '')})")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip={self.grad_clip}: expected a positive number, or none for no clipping")
+
+
+_OPTION_HINT = {"epochs": "--epochs N or ", "steps": "--steps N or ", "batch_size": "--batch-size N or "}
+_LEAST_HINT = {"sample_every": "; 0 writes one grid at the end", "checkpoint_every": "; the last step is always "
+               "checkpointed"}
 
 
 def check_choice(field: str, value: Any, choices: tuple) -> None:

@@ -121,7 +121,7 @@ def test_sigkill_during_checkpoint_keeps_previous_checkpoint(tmp_path, die_at_re
     ref = tmp_path / "ref"
     genzoo.train("ae", "mnist-mini", out=ref, preset="tiny", steps=40, settings={**FAST, "checkpoint_every": 10})
     assert same(weights(out), weights(ref))
-    assert not list(out.glob(".*.tmp"))
+    assert not [q for q in out.rglob("*") if R.TEMP_MARK in q.name]
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,22 @@ def parse_labels(labels: str | None) -> list[int] | None:
         raise ValueError(f"--labels {labels!r}: expected comma-separated class indices such as 3,3,7") from None
 
 
+def check_n(n: int, what: str = "images", option: str = "-n") -> None:
+    if n < 1:
+        raise ValueError(f"{option} {n}: expected the number of {what}, an integer >= 1")
+
+
+def check_labels(model, labels: list[int], run: Path | str) -> None:
+    """--labels only for a class-conditional model, and each label in 0..K-1."""
+    if not getattr(model, "conditional", False):
+        raise ValueError(f"--labels: {run} holds an unconditional {model.model_type} model, which takes no class "
+                         f"labels; drop --labels (only class-conditional models such as cvae and cgan take them)")
+    k = int(getattr(model.config, "num_classes", 0) or 0)
+    bad = [v for v in labels if not 0 <= v < k] if k else []
+    if bad:
+        raise ValueError(f"--labels: class {bad[0]} is out of range; {run} has classes 0..{k - 1}")
+
+
 def main() -> None:
     from . import commands  # noqa: F401  (registers every command module)
     app(prog_name="genzoo")

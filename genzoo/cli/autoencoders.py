@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ._app import app, handle_errors, load_run, parse_labels, run_data, wrote
+from ._app import app, check_n, handle_errors, load_run, parse_labels, run_data, wrote
 
 
 def _settings(set_: Optional[list[str]]) -> dict:
@@ -43,6 +43,8 @@ def denoise_cmd(
     from ..applications import denoise
     from ..images import save_grid
 
+    check_n(n, "test images in the grid")
+    check_n(measure, "images to measure", "--measure")
     model = load_run(run)
     ds = gd.load(run_data(run, data), split)
     m = max(n, min(measure, len(ds)))

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ._app import app, handle_errors, load_run, parse_labels, run_data, wrote
+from ._app import app, check_labels, handle_errors, load_run, parse_labels, run_data, wrote
 
 data_app = typer.Typer(help="Datasets: list them, show one, download one.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -70,7 +70,8 @@ def data_fetch(name: str = typer.Argument(..., help="mnist, fashion-mnist or cif
 @handle_errors
 def train_cmd(
     model: str = typer.Argument(..., help="registered model name (see `genzoo models`)"),
-    data: str = typer.Option("mnist-mini", "--data", "-d", help="dataset name (see `genzoo data list`)"),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="dataset name (see `genzoo data list`; "
+                                       "default mnist-mini, or the run's own with --resume)"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of model and training keys"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="key=value override (repeatable)"),
     preset: Optional[str] = typer.Option(None, "--preset", help="named size preset, e.g. tiny"),
@@ -108,17 +109,22 @@ def train_cmd(
         from .. import data as gd
         from ..config import from_dict
         m_set, t_set = split_settings(entry.config_class, settings, source="settings")
-        ds = gd.load(data, "train")
+        ds = gd.load(data or "mnist-mini", "train")
         built = build_model(model, ds, preset=preset, **m_set)
         typer.echo(json.dumps({"model_type": model, "model": to_dict(built.config),
                                "train": to_dict(from_dict(TrainConfig, t_set))}, indent=2, default=str))
         return
     seed_val = settings.get("seed", 0)
-    out = out or Path("runs") / f"{model}-{data.replace(':', '_').replace('/', '_')}-{seed_val}"
+    if out is None:
+        if resume:
+            raise ValueError("--resume needs --out (the run directory to continue)")
+        name = (data or "mnist-mini").replace(":", "_").replace("/", "_")
+        out = Path("runs") / f"{model}-{name}-{seed_val}"
     train(model, data, out=out, settings=settings, preset=preset, resume=resume, image_size=image_size)
     from ..train import rundir as R
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
-        wrote(out / R.CONFIG, out / R.WEIGHTS, out / R.STATE, out / R.METRICS, out / R.RUN, out / R.SAMPLES)
+        wrote(*[p for p in (out / R.CONFIG, out / R.WEIGHTS, out / R.STATE, out / R.METRICS, out / R.RUN,
+                            out / R.SAMPLES) if p.exists()])
 
 
 @app.command("sample")
@@ -139,12 +145,15 @@ def sample_cmd(
     import torch
     from ..images import save_images
 
+    if n < 1:
+        raise ValueError(f"-n {n}: expected the number of samples, an integer >= 1")
     model = load_run(run)
     if not model.can("sample"):
         raise ValueError(f"{run}: a {model.model_type} model cannot sample")
     lab = parse_labels(labels)
     y = None
     if lab is not None:
+        check_labels(model, lab, run)
         if len(lab) == 1:
             lab = lab * n
         if len(lab) != n:
@@ -175,6 +184,8 @@ def reconstruct_cmd(
     from .. import data as gd
     from ..images import save_grid, save_images
 
+    if n < 1:
+        raise ValueError(f"-n {n}: expected the number of test images, an integer >= 1")
     model = load_run(run)
     if not model.can("reconstruct"):
         raise ValueError(f"{run}: a {model.model_type} model cannot reconstruct")

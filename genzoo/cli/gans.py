@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ._app import app, handle_errors, load_run, run_data, wrote
+from ._app import app, check_n, handle_errors, load_run, run_data, wrote
 
 gans_app = typer.Typer(help="GAN tools: toy-data plots and mode coverage.", no_args_is_help=True)
 app.add_typer(gans_app, name="gans")
@@ -36,6 +36,7 @@ def plot_cmd(
     """
     from .. import data as gd
 
+    check_n(n, "generated points")
     if out.suffix != ".png":
         raise ValueError(f"--out {out}: expected a .png file")
     model = _gan_run(run)
@@ -83,6 +84,7 @@ def modes_cmd(
     from .._io import write_json
     from ..train.callbacks import ModeMonitor
 
+    check_n(n, "samples")
     model = _gan_run(run)
     ds = gd.load(run_data(run, None), "test")
     monitor = ModeMonitor(n=n, seed=seed)

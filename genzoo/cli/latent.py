@@ -48,6 +48,9 @@ def _save(x: Any, out: Path, nrow: int) -> Path:
 def _labels_pair(model: Any, given: Optional[str], found: tuple[int | None, int | None]) -> tuple[int, int] | None:
     """The (from, to) classes a conditional model needs: --labels A,B, else the dataset labels."""
     if not model.conditional:
+        if given is not None:
+            raise ValueError(f"--labels: this {model.model_type} model is unconditional and takes no class labels; "
+                             f"drop --labels")
         return None
     lab = parse_labels(given)
     if lab is not None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -46,7 +47,10 @@ def read_idx(path: Path) -> np.ndarray:
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     offset = 4 + 4 * ndim
     itemsize = np.dtype(dtype).itemsize
-    expected = int(np.prod(shape)) * itemsize
+    expected = math.prod(shape) * itemsize  # exact (Python ints): a forged header cannot overflow it
+    if expected > len(data) - offset and expected > 2 ** 40:
+        raise DataError(f"{path}: header declares dimensions {shape} ({expected} bytes of data), far more than "
+                        f"the file's {len(data) - offset} bytes: corrupt header")
     if len(data) - offset != expected:
         raise DataError(f"{path}: header says shape {shape} ({expected} bytes of data) "
                         f"but the file holds {len(data) - offset} bytes: truncated or corrupt")

@@ -1,9 +1,10 @@
 """`genzoo.train(...)`: build (or take) a model, load the data, run the engine, write the run directory."""
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def build_model(name: str, dataset: gdata.Dataset | None = None, preset: str | N
     return entry.model_class(from_dict(cfg, values, source=f"{name} config"))
 
 
-def train(model: str | GenerativeModel, data: str | gdata.Dataset = "mnist-mini", *,
+def train(model: str | GenerativeModel, data: str | gdata.Dataset | None = None, *,
           out: str | os.PathLike | None = None, settings: dict[str, Any] | None = None,
           preset: str | None = None, resume: bool = False, root: str | None = None,
           image_size: int | None = None, command: str | None = None, **train_kw: Any) -> GenerativeModel:
@@ -47,35 +48,18 @@ def train(model: str | GenerativeModel, data: str | gdata.Dataset = "mnist-mini"
 
     `settings`: flat dict of model-config and TrainConfig keys (from YAML / --set); `train_kw`: TrainConfig
     keys as Python arguments (epochs=, steps=, batch_size=, seed=, ...). `out`: run directory (None: write
-    nothing). `resume=True` continues the run in `out` from its last checkpoint.
+    nothing). `data`: a dataset name or Dataset (default "mnist-mini"; when resuming, the run's own dataset,
+    and another one is an error). `resume=True` continues the run in `out` from its last checkpoint, with the
+    new total when `steps`/`epochs` are given (a run killed before its first checkpoint starts again from
+    step 0). Every option is checked before any work; the run directory is locked while training.
     """
     settings = dict(settings or {})
     out_path = Path(out) if out is not None else None
-    resume_state = None
-    if resume:
-        if out_path is None:
-            raise ValueError("resume=True needs the run directory (out=)")
-        info = _read_run_json(out_path)
-        entry, saved_cfg = R.read_config(out_path)
-        if isinstance(model, str) and model != entry.name:
-            raise ValueError(f"{out_path} holds a {entry.name!r} run, not {model!r}")
-        data = info.get("data", data) if isinstance(data, str) else data
-        tc_values = {k: v for k, v in info.get("train_config", {}).items()}
-        model_settings, train_settings = split_settings(entry.config_class, settings)
-        if model_settings:
-            raise ValueError(f"cannot change model settings ({', '.join(model_settings)}) when resuming")
-        tc_values.update(train_settings)
-        tc_values.update(train_kw)
-        if "steps" in train_kw or "steps" in train_settings:
-            tc_values.setdefault("epochs", None)
-            if "epochs" not in train_kw and "epochs" not in train_settings:
-                tc_values["epochs"] = None
-        elif "epochs" in train_kw or "epochs" in train_settings:
-            tc_values["steps"] = None
-        tc = from_dict(TrainConfig, tc_values, source=str(out_path / R.RUN))
-        R.remove_stale_temps(out_path)
-        resume_state = R.load_state(out_path)
-    else:
+    if resume and out_path is None:
+        raise ValueError("resume=True needs the run directory (out=)")
+    main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes (and locks)
+    new_run: tuple[Any, ...] | None = None
+    if not resume:  # check every option before touching the disk
         if isinstance(model, str):
             entry = registry.get(model)
             model_settings, train_settings = split_settings(entry.config_class, settings)
@@ -84,9 +68,74 @@ def train(model: str | GenerativeModel, data: str | gdata.Dataset = "mnist-mini"
             if set(train_settings) - set(TrainConfig.__dataclass_fields__):
                 raise ValueError(f"unknown training keys {sorted(set(train_settings) - set(TrainConfig.__dataclass_fields__))}")
         tc = from_dict(TrainConfig, {**train_settings, **train_kw}, source="training settings")
-        if out_path is not None and (out_path / R.CONFIG).exists():
-            raise FileExistsError(f"{out_path} already holds a run; pass --resume to continue it or choose "
-                                  f"another --out")
+        new_run = (model_settings, tc)
+    elif not out_path.is_dir():  # type: ignore[union-attr]
+        raise FileNotFoundError(f"{out_path}: no such run directory to resume")
+    with contextlib.ExitStack() as stack:
+        if out_path is not None and main:
+            if not resume:
+                R.refuse_foreign(out_path)
+            R.check_writable(out_path)
+            stack.enter_context(R.RunLock(out_path))
+        return _train(model, data, out_path, settings, preset, resume, root, image_size, command, train_kw,
+                      new_run, main)
+
+
+def _train(model: str | GenerativeModel, data: str | gdata.Dataset | None, out_path: Path | None,
+           settings: dict[str, Any], preset: str | None, resume: bool, root: str | None, image_size: int | None,
+           command: str | None, train_kw: dict[str, Any], new_run: tuple[Any, ...] | None,
+           main: bool) -> GenerativeModel:
+    resume_state = None
+    fresh_start = False  # resuming a run that never reached its first checkpoint
+    if resume:
+        assert out_path is not None
+        info = _read_run_json(out_path) if (out_path / R.RUN).exists() else {}
+        entry, saved_cfg = R.read_config(out_path)
+        if isinstance(model, str) and model != entry.name:
+            raise ValueError(f"{out_path} holds a {entry.name!r} run, not {model!r}")
+        run_data = info.get("data")
+        if data is not None and run_data is not None:
+            given = data if isinstance(data, str) else data.name
+            if given != run_data:
+                raise ValueError(f"--data {given!r}: {out_path} was trained on {run_data!r} ({out_path / R.RUN}); "
+                                 f"--resume continues a run on its own dataset. Drop --data, or start a new run "
+                                 f"with another --out")
+        if data is None:
+            if run_data is None:
+                raise ValueError(f"{out_path / R.RUN}: missing, so the run's dataset is unknown; pass --data")
+            data = run_data
+        tc_values = {k: v for k, v in info.get("train_config", {}).items()}
+        model_settings, train_settings = split_settings(entry.config_class, settings)
+        if model_settings:
+            raise ValueError(f"cannot change model settings ({', '.join(model_settings)}) when resuming")
+        tc_values.update(train_settings)
+        tc_values.update(train_kw)
+        if "steps" in train_kw or "steps" in train_settings:
+            if "epochs" not in train_kw and "epochs" not in train_settings:
+                tc_values["epochs"] = None
+        elif "epochs" in train_kw or "epochs" in train_settings:
+            tc_values["steps"] = None
+        tc = from_dict(TrainConfig, tc_values, source=str(out_path / R.RUN))
+        if main:
+            R.remove_stale_temps(out_path)
+        if (out_path / R.STATE).exists():
+            resume_state = R.load_state(out_path)
+            if tc.steps is not None and tc.steps < int(resume_state["step"]):
+                raise ValueError(f"steps={tc.steps}: {out_path} is already at step {int(resume_state['step'])}; "
+                                 f"give a larger --steps to train further")
+        else:
+            fresh_start = True
+            print(f"{out_path}: no checkpoint yet (the run stopped before its first one); training starts again "
+                  f"from step 0 with the run's config and seed", flush=True)
+    else:
+        assert new_run is not None
+        model_settings, tc = new_run
+        if data is None:
+            data = "mnist-mini"
+        if out_path is not None and R.inspect(out_path) == "run":
+            hint = ("it has no checkpoint yet (it stopped before its first one): pass --resume to start it again "
+                    "from step 0, or" if not (out_path / R.STATE).exists() else "pass --resume to continue it or")
+            raise FileExistsError(f"{out_path} already holds a run; {hint} choose another --out")
 
     device = resolve_device(tc.device)
     dist_info = D.setup(str(device))
@@ -118,6 +167,8 @@ def train(model: str | GenerativeModel, data: str | gdata.Dataset = "mnist-mini"
     if built.config.image_shape != train_ds.shape:
         raise ValueError(f"the model expects images of shape {built.config.image_shape} but {train_ds.name} has "
                          f"{train_ds.shape}")
+    if resume_state is not None:
+        R.load_weights(built, resume_state["model"], out_path / R.STATE, out_path / R.CONFIG)  # type: ignore[operator]
     built = built.to(device)
     if dist_info.enabled:
         D.broadcast_module(built)
@@ -127,7 +178,14 @@ def train(model: str | GenerativeModel, data: str | gdata.Dataset = "mnist-mini"
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": str(device)}
     if command:
         run_info["command"] = command
+    if out_path is not None and main and resume_state is None:
+        # before the first step: config.json, then run.json (status "started"), so that a run killed before or
+        # during its first checkpoint can be resumed from step 0
+        R.save_config(built, out_path)
+        R.write_run_json(out_path, {**run_info, "status": "started", "step": 0, "train_config": asdict(tc)})
     trainer = Trainer(built, train_ds, tc, out_path, test_ds, dist_info, resume_state, run_info)
+    if fresh_start:
+        trainer.run_info["restarted_from_step_0"] = True
     return trainer.fit()
 
 
