@@ -21,8 +21,10 @@ from torch import Tensor, nn
 
 WEIGHTS_DIR = Path(__file__).with_name("weights")
 # dataset name -> the classifier (weights file stem) that measures it
-CLASSIFIER_FOR = {"mnist": "mnist", "mnist-mini": "mnist", "fashion-mnist": "fashion-mnist"}
-CLASSES = {"mnist": [str(i) for i in range(10)],
+CLASSIFIER_FOR = {"mnist": "mnist", "mnist-mini": "mnist", "fashion-mnist": "fashion-mnist",
+                  "digits28": "digits28", "thick-mnist": "thick-mnist"}  # the last two: CycleGAN's domains
+CLASSES = {"mnist": [str(i) for i in range(10)], "digits28": [str(i) for i in range(10)],
+           "thick-mnist": [str(i) for i in range(10)],
            "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                              "Sneaker", "Bag", "Ankle boot"]}
 

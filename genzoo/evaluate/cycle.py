@@ -1,0 +1,121 @@
+"""Per-direction metrics of a two-direction (unpaired) translation model such as CycleGAN.
+
+For each direction d in `model.directions` (a2b: source domain A, target domain B; b2a the reverse), on the
+test splits of an unpaired dataset:
+
+    label_preservation_d   the target domain's shipped classifier labels the translations T(x); the share
+                           that equals x's own label (only when both domains have the same classes)
+    source_accuracy_d      the same classifier on the *untranslated* sources (the identity map), for reference
+    cycle_l1_d             mean |T'(T(x)) - x| per pixel, images in [0, 1] (T' the reverse translation)
+    fid_d, kid_d           domain FID/KID of the translations against the target domain's test images, with
+                           the target domain's classifier as the feature extractor
+    fid_identity_d, ...    the same for the untranslated sources: the baseline a translation must beat
+    fid_ratio_d            fid_d / fid_identity_d
+
+The sources are the first `n` test images of the source domain; the reference set the first `n` test images of
+the target domain (both use all when they hold fewer). FID is biased by the sample size: compare it only at
+equal n (the identity baseline is measured at the same n as the translations).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .. import data as gdata
+from . import metrics as M
+
+CYCLE_KEYS = ("label_preservation", "source_accuracy", "cycle_l1", "fid", "fid_identity", "fid_ratio", "kid",
+              "kid_identity")
+
+
+def domains(ds: gdata.Dataset) -> dict[str, gdata.Dataset]:
+    """{"a": domain A, "b": domain B} of an unpaired dataset (clear error for another kind)."""
+    if ds.domain_b is None:
+        raise ValueError(f"{ds.name} is a {ds.kind} dataset; per-direction translation metrics need an unpaired "
+                         f"one ({', '.join(gdata.names_of_kind('unpaired'))})")
+    return {"a": ds, "b": ds.domain_b}
+
+
+def domain_classifier(domain: gdata.Dataset):
+    """The shipped classifier of a domain (named in its meta, else by its dataset name), or None."""
+    from .classifier import CLASSIFIER_FOR, get_classifier
+    name = domain.meta.get("classifier") or domain.meta.get("domain") or domain.name
+    if name in CLASSIFIER_FOR and tuple(domain.shape) == (1, 28, 28):
+        return get_classifier(name)
+    return None
+
+
+@torch.no_grad()
+def translate_all(model, x_uint8: Tensor, direction: str, batch_size: int = 500) -> Tensor:
+    """uint8 images of the source domain -> translations in [0, 1], (N, C', H, W), on the CPU."""
+    out = []
+    for i in range(0, len(x_uint8), batch_size):
+        x = model.prepare(x_uint8[i:i + batch_size].to(model.device))
+        out.append(model.to_unit(model.translate(x, direction=direction)).float().cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def cycle_metrics(model, data: str | gdata.Dataset, n: int = 10_000, batch_size: int = 500, root=None,
+                  kid: bool = True, kid_subsets: int = 100, kid_subset_size: int = 1000,
+                  seed: int = 0) -> dict[str, Any]:
+    """Every metric of the module docstring for each direction: {"metrics": {key_direction: value},
+    "extractors": {direction: name}, "n": {direction: (n_source, n_reference)}, "skipped": {...}}."""
+    model.eval()
+    test = gdata.load(data, "test", root=root) if isinstance(data, str) else data
+    dom = domains(test)
+    res: dict[str, Any] = {}
+    info: dict[str, Any] = {"metrics": res, "extractors": {}, "n": {}, "skipped": {}}
+    for d in model.directions:
+        src, tgt = (dom["a"], dom["b"]) if d == "a2b" else (dom["b"], dom["a"])
+        back = "b2a" if d == "a2b" else "a2b"
+        xs = src.x[:n]
+        fake = translate_all(model, xs, d, batch_size)  # (N, C', H, W) in [0, 1]
+        if back in model.directions:
+            cyc = _cycle(model, fake, back, batch_size)
+            res[f"cycle_l1_{d}"] = (cyc - xs.float() / 255).abs().mean().item()
+        clf = domain_classifier(tgt)
+        if clf is None:
+            info["skipped"][d] = f"no shipped classifier for the target domain {tgt.meta.get('domain', tgt.name)}"
+            continue
+        info["extractors"][d] = M.extractor_name(clf)
+        src01 = xs.float() / 255
+        if src.y is not None and tgt.classes and src.classes == tgt.classes:
+            y = src.y[:n]
+            res[f"label_preservation_{d}"] = _accuracy(clf, fake, y, batch_size)
+            res[f"source_accuracy_{d}"] = _accuracy(clf, src01, y, batch_size) if src.shape == tgt.shape else None
+        ref = tgt.x[:n].float() / 255
+        info["n"][d] = [len(xs), len(ref)]
+        fr, ff = M.extract(clf, ref, batch_size), M.extract(clf, fake, batch_size)
+        res[f"fid_{d}"] = M.fid(fr, ff)
+        if src.shape == tgt.shape:
+            fi = M.extract(clf, src01, batch_size)
+            res[f"fid_identity_{d}"] = M.fid(fr, fi)
+            res[f"fid_ratio_{d}"] = res[f"fid_{d}"] / max(res[f"fid_identity_{d}"], 1e-12)
+        if kid:
+            size = min(kid_subset_size, len(fr), len(ff))
+            res[f"kid_{d}"] = M.kid(fr, ff, kid_subsets, size, seed)[0]
+            if src.shape == tgt.shape:
+                res[f"kid_identity_{d}"] = M.kid(fr, fi, kid_subsets, min(size, len(fi)), seed)[0]
+    info["metrics"] = {k: v for k, v in res.items() if v is not None}
+    return info
+
+
+def _cycle(model, fake01: Tensor, back: str, batch_size: int) -> Tensor:
+    """T'(T(x)) in [0, 1], feeding the translations back in model space (not re-quantised to uint8)."""
+    lo, hi = model.input_range
+    out = []
+    for i in range(0, len(fake01), batch_size):
+        f = (fake01[i:i + batch_size] * (hi - lo) + lo).to(model.device)
+        out.append(model.to_unit(model.translate(f, direction=back)).float().cpu())
+    return torch.cat(out)
+
+
+def _accuracy(clf, x01: Tensor, y: Tensor, batch_size: int) -> float:
+    probs = M.extract(clf, x01, batch_size, what="probs")
+    return (probs.argmax(1) == y).double().mean().item()
+
+
+__all__ = ["cycle_metrics", "domains", "domain_classifier", "translate_all", "CYCLE_KEYS"]
