@@ -170,6 +170,11 @@ def evaluate(run_or_model, metrics: str | list[str] | None = None, data: str | N
             raise ValueError("evaluate(model, ...): pass data= (the dataset name) when giving a model, not a run")
     if n < 2:
         raise ValueError(f"n={n}: expected at least 2 images")
+    if model.can("translate") and model.data_kind == "paired":  # pix2pix, srgan: evaluate/translation.py
+        from .translation import evaluate_translation
+        return evaluate_translation(model, data, metrics=metrics, n=n, seed=seed, batch_size=batch_size, root=root,
+                                    run=run, classifier=extractor, kid_subsets=kid_subsets,
+                                    kid_subset_size=kid_subset_size, out=out, strict=strict)
     groups = parse_metrics(metrics)
     test = gdata.load(data, "test", root=root)
     test = test.subset(slice(0, min(n, len(test))))
