@@ -183,6 +183,9 @@ def load(name: str, split: str = "train", root: str | os.PathLike | None = None,
         from .paired import PREFIXES
         prefix, path = name.split(":", 1)
         return PREFIXES[prefix](path, split=split, **options)
+    if name.startswith("unpaired:"):  # CycleGAN's trainA/trainB/testA/testB folders (genzoo/data/unpaired.py)
+        from .unpaired import load_unpaired_folder
+        return load_unpaired_folder(name[len("unpaired:"):], split=split, **options)
     if name not in _SOURCES:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(names())}")
     return _SOURCES[name].loader(split=split, root=data_root(root), download=download, **options)
