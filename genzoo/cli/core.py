@@ -39,6 +39,7 @@ def data_list() -> None:
     for s in gd.all_sources():
         typer.echo(f"{s.name:<14} {s.summary}")
     typer.echo(f"{'folder:PATH':<14} PNG/JPEG images under PATH; class sub-folders become labels")
+    typer.echo(f"{'unpaired:PATH':<14} unpaired: two image domains in CycleGAN's PATH/trainA, trainB, testA, testB")
 
 
 @data_app.command("info")
