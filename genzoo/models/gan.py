@@ -237,7 +237,8 @@ class SAGANConfig(GANConfig):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"latent_dim": 8, "channels": 4, "embed_dim": 8},
-        "mnist": {},
+        # MNIST on a CPU budget (docs/benchmarks.md): G widths 64 -> 32 -> 16, D 16 -> 32 -> 64
+        "mnist": {"channels": 16},
     }
 
 
@@ -256,6 +257,13 @@ class BigGANConfig(SAGANConfig):
     ema: float = 0.999
     orthogonal_reg: float = 1e-4
     betas: tuple[float, float] = (0.0, 0.999)
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {"latent_dim": 8, "channels": 4, "embed_dim": 8},
+        # MNIST on a CPU budget: SAGAN's mnist widths; a shorter EMA window (~200 steps) for a run of a few
+        # thousand steps (the paper starts its 0.9999 EMA after 20k steps)
+        "mnist": {"channels": 16, "ema": 0.995},
+    }
 
 
 @dataclass(frozen=True)
@@ -278,7 +286,8 @@ class ProGANConfig(GANConfig):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"latent_dim": 8, "channels": 4, "phase_images": 64},
-        "mnist": {"phase_images": 120_000},
+        # MNIST on a CPU budget (docs/benchmarks.md): widths 64 / 32 / 16 at 7 / 14 / 28, 30,000 images per phase
+        "mnist": {"channels": 16, "phase_images": 30_000},
     }
 
 
@@ -613,6 +622,8 @@ class GAN(GenerativeModel):
     def noise(self, n: int, generator: torch.Generator | None = None, truncation: float | None = None) -> Tensor:
         """z ~ N(0, I), (n, latent_dim); with `truncation` T, entries with |z_i| > T are redrawn (the
         truncation trick, Brock et al. 2019)."""
+        if generator is None and truncation is None and self.rng is not None:
+            return self.rng.randn(n, self.config.latent_dim)  # training: on the device, from the engine's stream
         z = torch.randn(n, self.config.latent_dim, generator=generator)
         if truncation is not None:
             if truncation <= 0:
@@ -676,8 +687,8 @@ class GAN(GenerativeModel):
         real = self._real_at_stage(batch.x)
         with torch.no_grad():
             fake = self.G(self.noise(len(batch.x)), y)
-        r = self.D(self._noisy(real), y)
-        f = self.D(self._noisy(fake), y)
+        r = self.D(self._noisy(real), y).float()  # the losses in fp32 under bf16/fp16 autocast
+        f = self.D(self._noisy(fake), y).float()
         adv = losses.gan_d_loss(c.loss, r, f, 1.0 - c.label_smoothing)
         terms = {"adv": adv, "d_real": self._mean_output(r), "d_fake": self._mean_output(f)}
         total = adv
@@ -688,8 +699,10 @@ class GAN(GenerativeModel):
             total = total + c.drift * drift
             terms["drift"] = drift.detach()
         if c.gradient_penalty and penalty:
-            eps = torch.rand(len(real), *([1] * (real.ndim - 1)), device=real.device)
-            gp = losses.gradient_penalty(lambda v: self.D(v, y), real, fake, eps)
+            shape = (len(real), *([1] * (real.ndim - 1)))
+            eps = self.rng.rand(*shape) if self.rng is not None else torch.rand(shape, device=real.device)
+            with torch.autocast(real.device.type, enabled=False):  # the penalty's double backward stays fp32
+                gp = losses.gradient_penalty(lambda v: self.D(v, y), real.float(), fake.float(), eps)
             total = total + c.gradient_penalty * gp
             terms["gp"] = gp.detach()
         if c.resolved_arch == "progan":  # logged in metrics.csv as discriminator/stage, discriminator/alpha
@@ -703,7 +716,7 @@ class GAN(GenerativeModel):
         1 - s(f) for non-saturating — the minimax one vanishes when D rejects the samples."""
         c = self.config
         y = batch.y if c.conditional else None
-        f = self.D(self._noisy(self.G(self.noise(len(batch.x)), y)), y)
+        f = self.D(self._noisy(self.G(self.noise(len(batch.x)), y)), y).float()  # loss in fp32 under autocast
         loss = losses.gan_g_loss(c.loss, f, c.generator_loss)
         terms = {"d_fake": self._mean_output(f)}
         self._step_images = len(batch.x) * c.k  # real images this step's discriminator phases consumed

@@ -202,16 +202,17 @@ class EqualizedLinear(nn.Module):
 
 
 def orthogonal_penalty(module: nn.Module) -> Tensor:
-    """BigGAN's orthogonal regularisation (Brock et al. 2019, eq. 3): R(W) = || W^T W o (1 - I) ||_F^2 summed over
-    the weight matrices of `module` (conv kernels flattened to (C_out, C_in k k); computed on W's rows, as in the
-    released code, W W^T), which pushes filters towards orthogonality without constraining their norms. Multiply
-    by beta (1e-4 in the paper) and add to G's loss."""
-    total = None
+    """BigGAN's orthogonal regularisation (Brock et al. 2019, eq. 3): R(W) = || W W^T o (1 - I) ||_F^2 summed over
+    the weight matrices W (C_out, C_in k k) of `module`'s Linear and Conv2d layers (the raw weights, before
+    spectral normalisation, as in the released code), which pushes filters towards orthogonality without
+    constraining their norms. Multiply by beta (1e-4 in the paper) and add to G's loss.
+    Computed as ||W^T W||_F^2 - sum_i ||w_i||^4 (the same number, since ||W W^T||_F = ||W^T W||_F), with the Gram
+    matrix on the smaller side of W: BigGAN's first Linear has thousands of outputs."""
+    total = torch.zeros(())
     for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)) and m.weight.ndim >= 2:
-            w = m.weight.flatten(1)  # (C_out, C_in * k * k)
-            gram = w @ w.t()  # (C_out, C_out)
-            off = gram - torch.diag(torch.diagonal(gram))
-            r = off.pow(2).sum()
-            total = r if total is None else total + r
-    return total if total is not None else torch.zeros(())
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            p = getattr(m, "parametrizations", None)
+            w = (p.weight.original if p is not None and "weight" in p else m.weight).flatten(1)  # (C_out, C_in*k*k)
+            gram = w.t() @ w if w.shape[0] > w.shape[1] else w @ w.t()  # the smaller Gram matrix
+            total = total.to(w) + gram.pow(2).sum() - w.pow(2).sum(1).pow(2).sum()
+    return total
