@@ -150,6 +150,9 @@ class GenerativeModel(nn.Module):
     input_range: ClassVar[tuple[float, float]] = (0.0, 1.0)  # what `prepare` maps uint8 pixels to
     data_kind: ClassVar[str] = "images"  # the dataset kind it trains on: images | paired | unpaired
     directions: ClassVar[tuple[str, ...]] = ("a2b",)  # translation directions (translate(x, direction=...))
+    # while training: the engine's device-side noise source (genzoo.train.engine.NoiseSource, with .randn(n,
+    # *shape) / .rand(n, *shape)); None otherwise. Draw a loss's noise through it when set.
+    rng: Any = None
 
     def __init__(self, config: ModelConfig):
         super().__init__()
