@@ -160,10 +160,10 @@ def evaluate_translation(model, data: str, *, metrics: str | list[str] | None = 
             up = up.expand(-1, tshape[0], -1, -1) if up.shape[1] == 1 else up.mean(1, keepdim=True)
         base = image_scores(up, test, todo, target01, classifier, real_features, *args)
         res.update({f"bicubic_{k}": v for k, v in base.items()})
-        if "psnr" in res and "bicubic_psnr" in base:
-            res["psnr_gain_db"] = res["psnr"] - base["bicubic_psnr"]
-        if "ssim" in res and "bicubic_ssim" in base:
-            res["ssim_gain"] = res["ssim"] - base["bicubic_ssim"]
+        if "psnr" in res and "psnr" in base:
+            res["psnr_gain_db"] = res["psnr"] - base["psnr"]
+        if "ssim" in res and "ssim" in base:
+            res["ssim_gain"] = res["ssim"] - base["ssim"]
     if "fid" in todo or "kid" in todo:
         result["note"] = DOMAIN_NOTE
     result["seconds"] = round(time.perf_counter() - t0, 2)
