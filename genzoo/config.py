@@ -37,12 +37,18 @@ class TrainConfig:
     num_threads: int | None = None  # torch CPU threads (default: torch's choice)
     progress: bool = True
     gif: bool = False  # also write the sample grids as an animation, samples/training.gif
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast of forward + loss; fp16 on CUDA only; weights stay fp32)
+    channels_last: bool | str = "auto"  # conv weights + image batches channels-last; auto: where measured faster
+    compile: bool = False  # torch.compile each phase's loss (needs a C++ compiler on CPU, Triton on CUDA)
 
     def __post_init__(self) -> None:
         if self.epochs is None and self.steps is None:
             object.__setattr__(self, "epochs", 1)
         check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine", "step"))
         check_choice("binarize", self.binarize, ("none", "static", "dynamic"))
+        check_choice("precision", self.precision, ("fp32", "bf16", "fp16"))
+        if self.channels_last not in (True, False, "auto"):
+            raise ValueError(f"channels_last={self.channels_last!r} is not valid; expected true, false or auto")
         for name, least in (("epochs", 1), ("steps", 1), ("batch_size", 1), ("log_every", 1),
                             ("checkpoint_every", 1), ("sample_every", 0)):
             value = getattr(self, name)

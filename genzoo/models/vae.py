@@ -194,7 +194,7 @@ class VAE(GenerativeModel):
 
     def log_likelihood(self, x: Tensor, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """log p(x|z) per example, (B,): Bernoulli or Gaussian, summed over pixels."""
-        out = self.decode_logits(z, labels)
+        out = self.decode_logits(z, labels).float()  # the log-likelihood in fp32 under bf16/fp16 autocast
         if self.config.decoder == "bernoulli":
             return -losses.bernoulli_nll(out, x)
         return -losses.gaussian_nll(out, x, self.log_sigma)
@@ -215,6 +215,7 @@ class VAE(GenerativeModel):
             raise ValueError("a conditional VAE needs labelled training data")
         y = batch.y if self.cond_dim else None
         mean, logvar = self.encode(batch.x, y)
+        mean, logvar = mean.float(), logvar.float()  # KL and reparametrisation in fp32 under autocast
         z = losses.reparametrize(mean, logvar)
         rec = -self.log_likelihood(batch.x, z, y).mean()
         kl = losses.kl_normal_std(mean, logvar).mean()

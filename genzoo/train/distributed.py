@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -28,13 +30,22 @@ class DistInfo:
 
 
 def setup(device: str) -> DistInfo:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); gloo on CPU, nccl on CUDA."""
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); gloo on CPU, nccl on CUDA.
+
+    On CUDA each process first selects its own GPU (`torch.cuda.set_device(LOCAL_RANK)`), so NCCL never
+    puts two ranks on GPU 0. Collectives time out after $GENZOO_DIST_TIMEOUT seconds (default 600): a rank
+    that died without the others noticing ends the run with an error instead of a hang."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        timeout = timedelta(seconds=float(os.environ.get("GENZOO_DIST_TIMEOUT", "600")))
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 def broadcast_module(module: nn.Module) -> None:
@@ -68,6 +79,11 @@ def checksum(module: nn.Module) -> str:
 
 
 def gather_strings(s: str, world: int) -> list[str]:
+    return gather_objects(s, world)
+
+
+def gather_objects(obj: Any, world: int) -> list[Any]:
+    """Every rank's `obj` (picklable: strings, numbers, CPU tensors), in rank order, on every rank."""
     out: list = [None] * world
-    dist.all_gather_object(out, s)
+    dist.all_gather_object(out, obj)
     return out

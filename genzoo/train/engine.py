@@ -4,9 +4,23 @@ A step runs each phase `repeat` times (a GAN: the discriminator k times, then th
 lecture's Algorithm 1). Each phase execution draws its own batch when `uses_data` is set, so an epoch is
 floor(batches per epoch / batches per step) steps, and the data order is a function of (seed, epoch) alone:
 resuming from a checkpoint replays exactly the batches an uninterrupted run would see.
+
+The fast path (docs/guide.md, "Speed"): `precision` bf16 | fp16 runs each phase's forward and loss under
+autocast (weights, gradients and optimizer state stay fp32; fp16 only on CUDA, with a gradient scaler per
+phase); `channels_last` stores conv weights and image batches channels-last (auto: on CPU for models with
+convolutions, where it was measured faster); `compile` wraps each phase's loss in torch.compile.
+Nothing in a step waits for the device: noise is drawn on the device (`NoiseSource`, saved in the
+checkpoint), a non-finite loss is recorded on the device and checked at each log interval and before every
+checkpoint (the message still names the step, phase and term, and the last checkpoint is a good one), batches
+are copied from pinned memory with non_blocking=True, and `float()` of the logged values happens only at log
+steps. `Trainer._train_step` is that step; tests/test_perf.py checks that it calls no synchronising method.
 """
 from __future__ import annotations
 
+import contextlib
+import math
+import os
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +35,10 @@ from ..images import save_grid
 from ..models.base import Batch, GenerativeModel, Phase, make_optimizer
 from . import distributed as D
 from . import rundir as R
+from .metrics_log import MetricsCSV
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_NEVER = 2 ** 62  # "no non-finite loss yet" in the device-side first-bad-step record
 
 
 class TrainingDiverged(RuntimeError):
@@ -33,6 +51,123 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def check_precision(precision: str, device: torch.device) -> None:
+    """bf16 on CPU and on CUDA devices that support it; fp16 only on CUDA (with a gradient scaler)."""
+    if precision not in DTYPES:
+        raise ValueError(f"precision={precision!r} is not valid; expected one of: {', '.join(DTYPES)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"precision=fp16 needs a CUDA device (device is {device}); on a CPU use precision=bf16 "
+                         f"(autocast to bfloat16), or fp32")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"precision=bf16: {torch.cuda.get_device_name(device)} does not support bfloat16; use "
+                         f"precision=fp16 (with a gradient scaler) or fp32")
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """torch.autocast for `precision` on `device` (a no-op context for fp32). Losses that must stay fp32 (KL,
+    log-likelihoods, gradient penalties) cast to float or switch autocast off themselves, saying so in code."""
+    dtype = DTYPES[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def check_compiler(device: torch.device) -> None:
+    """torch.compile's inductor backend needs a C++ compiler (CPU) or Triton (CUDA): say which is missing
+    instead of failing deep inside the first step (or silently running 10x slower)."""
+    if device.type == "cuda":
+        try:
+            from torch.utils._triton import has_triton
+            ok = has_triton()
+        except ImportError:
+            ok = False
+        if not ok:
+            raise RuntimeError("compile=true on CUDA needs Triton (pip install triton matching your torch); it is "
+                               "not importable here. Set compile=false to train without torch.compile")
+        return
+    cxx = os.environ.get("CXX", "g++")
+    if not (shutil.which(cxx) or shutil.which("c++") or shutil.which("clang++")):
+        raise RuntimeError(f"compile=true needs a C++ compiler for torch.compile's CPU backend ({cxx!r}, c++ or "
+                           f"clang++ on PATH, or $CXX); none was found. Install one (e.g. apt-get install g++) "
+                           f"or set compile=false")
+
+
+def has_conv(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) for m in model.modules())
+
+
+class NoiseSource:
+    """The random numbers a loss draws for noise (a GAN's z, the gradient penalty's eps), from a
+    torch.Generator on the training device: no host round trip on a GPU, and its state is saved in the
+    checkpoint. The engine sets it as `model.rng` while training (None otherwise; models then use the global
+    RNG or the generator they are given).
+
+    Under torchrun every rank holds the same generator state and draws the noise of the *global* batch
+    (world * n rows), keeping rows rank, rank + world, ... — the rows of the global batch its data shard
+    holds — so N processes draw exactly what one process with the global batch draws."""
+
+    def __init__(self, device: torch.device, seed: int, rank: int = 0, world: int = 1):
+        self.device, self.rank, self.world = device, rank, world
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+
+    def _rows(self, t: Tensor) -> Tensor:
+        return t if self.world == 1 else t[self.rank::self.world].contiguous()
+
+    def randn(self, n: int, *shape: int) -> Tensor:
+        """N(0, 1) noise of shape (n, *shape) on the device."""
+        return self._rows(torch.randn(n * self.world, *shape, generator=self.generator, device=self.device))
+
+    def rand(self, n: int, *shape: int) -> Tensor:
+        """U[0, 1) noise of shape (n, *shape) on the device."""
+        return self._rows(torch.rand(n * self.world, *shape, generator=self.generator, device=self.device))
+
+
+class CosineSchedule:
+    """lr = base_lr * f(step), f cosine-annealed to 0 at the run's total: f(s) = f0 (1 + cos(pi (s - s0) /
+    (T - s0))) / 2 from segment start (s0, f0). A fresh run has (s0, f0) = (0, 1): the closed form
+    (1 + cos(pi s / T)) / 2. Resuming with a larger total T' starts a new segment at the resumed step from the
+    factor reached there, so the LR keeps decaying monotonically and reaches 0 at the new end; resuming with
+    the same total keeps the segment (the uninterrupted run's LRs, exactly)."""
+
+    def __init__(self, opt: torch.optim.Optimizer, total: int):
+        self.opt, self.total = opt, max(1, total)
+        self.base = [g["lr"] for g in opt.param_groups]
+        self.s0, self.f0, self.step_n = 0, 1.0, 0
+
+    def factor(self, s: int) -> float:
+        span = max(1, self.total - self.s0)
+        return self.f0 * (1 + math.cos(math.pi * min(max(s - self.s0, 0), span) / span)) / 2
+
+    def _apply(self) -> None:
+        f = self.factor(self.step_n)
+        for g, b in zip(self.opt.param_groups, self.base):
+            g["lr"] = b * f
+
+    def step(self) -> None:
+        self.step_n += 1
+        self._apply()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": "cosine", "total": self.total, "s0": self.s0, "f0": self.f0, "step": self.step_n,
+                "base_lrs": list(self.base)}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        if s.get("kind") == "cosine":
+            old_total, s0, f0, step = int(s["total"]), int(s["s0"]), float(s["f0"]), int(s["step"])
+            self.base = [float(b) for b in s["base_lrs"]]
+        else:  # a checkpoint written with torch's CosineAnnealingLR: closed form from step 0
+            old_total, s0, f0, step = int(s["T_max"]), 0, 1.0, int(s["last_epoch"])
+            self.base = [float(b) for b in s["base_lrs"]]
+        self.step_n = step
+        self.s0, self.f0, saved = s0, f0, self.total
+        if saved != old_total:  # the run's total changed on resume: a new segment from here
+            self.total = old_total
+            f_now = self.factor(step)
+            self.total, self.s0, self.f0 = saved, step, f_now
+        self._apply()
+
+
 class Trainer:
     """Runs `model`'s phases over `train_data`; writes the run directory `out` (rank 0 only)."""
 
@@ -43,8 +178,19 @@ class Trainer:
         self.dist = dist_info or D.DistInfo()
         self.device = model.device
         self.train_data, self.test_data = train_data, test_data
+        precision = getattr(tc, "precision", "fp32")
+        check_precision(precision, self.device)
+        self.precision = precision
+        self.channels_last = self._resolve_channels_last(getattr(tc, "channels_last", False))
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)  # 4-D (conv) weights only; same Parameter objects
         self.phases: list[Phase] = model.phases()
+        if getattr(tc, "compile", False):
+            check_compiler(self.device)
+            for p in self.phases:
+                p.loss = torch.compile(p.loss)
         self.optimizers = [make_optimizer(p.params, p.optimizer) for p in self.phases]
+        self.scalers = [torch.amp.GradScaler("cuda") if precision == "fp16" else None for _ in self.phases]
         self.batches_per_step = sum(p.repeat for p in self.phases if p.uses_data) or 1
         world = self.dist.world
         self.local_batch = tc.batch_size // world
@@ -61,10 +207,20 @@ class Trainer:
         self.callbacks = list(model.callbacks())
         self.warnings: list[str] = []
         self.run_info = dict(run_info or {})
-        self.metrics = R.MetricsLog(out / R.METRICS, keep_until_step=None) if out and self.dist.main else None
+        self.run_info.update({"precision": precision, "channels_last": self.channels_last,
+                              "compile": bool(getattr(tc, "compile", False))})
+        # a fresh run (also one restarted from step 0) starts metrics.csv empty; _restore keeps rows up to the checkpoint
+        keep = 0 if resume_state is None else int(resume_state["step"])
+        self.metrics = MetricsCSV(out / R.METRICS, keep_until_step=keep) if out and self.dist.main else None
         self.multi_phase = len(self.phases) > 1
         self.all_params = list(model.parameters())
         self.bar = None
+        # device-side noise, the same state on every rank (see NoiseSource)
+        self.noise = NoiseSource(self.device, tc.seed * 1_000_003 + 12_345, self.dist.rank, world)
+        self.pin = self.device.type == "cuda"
+        # per phase: the first step whose loss was not finite (_NEVER: none), kept on the device
+        self._first_bad = [torch.full((), _NEVER, dtype=torch.long, device=self.device) for _ in self.phases]
+        self._checked_from = 1  # first step of the interval since the last finite-check
         if resume_state is not None:
             self._restore(resume_state)
         # fixed inputs for the progress grids: the first test (else train) images, and a fixed noise seed
@@ -74,9 +230,17 @@ class Trainer:
                                  None if ref.domain_b is None else torch.arange(n_fixed) % len(ref.domain_b))
 
     # ---- set-up ---------------------------------------------------------------------------------
+    def _resolve_channels_last(self, value: Any) -> bool:
+        """auto: on CPU for models with convolutions and image data (measured faster: docs/benchmarks.md);
+        off on CUDA (not measured here; set channels_last=true to try)."""
+        if value == "auto":
+            return (self.device.type == "cpu" and has_conv(self.model) and len(self.train_data.shape) == 3
+                    and self.train_data.shape[1] > 1)
+        return bool(value)
+
     def _scheduler(self, opt: torch.optim.Optimizer):
         if self.tc.lr_schedule == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.total_steps))
+            return CosineSchedule(opt, self.total_steps)
         if self.tc.lr_schedule == "step":
             return torch.optim.lr_scheduler.StepLR(opt, self.tc.lr_step_size, self.tc.lr_gamma)
         return None
@@ -89,10 +253,32 @@ class Trainer:
             if sch is not None and s:
                 sch.load_state_dict(s)
         self.step = int(state["step"])
-        torch.set_rng_state(state["rng"])
+        self._checked_from = self.step + 1
+        ranks = state.get("rng_ranks")
+        if ranks and len(ranks) == self.dist.world:  # each rank continues its own random streams
+            self._set_rng(ranks[self.dist.rank])
+        else:
+            torch.set_rng_state(state["rng"])
+            if self.dist.world > 1:
+                self.warn(f"the checkpoint holds RNG states of {len(ranks or [0])} process(es), this run has "
+                          f"{self.dist.world}: random draws after resuming differ from an uninterrupted run")
+        for sc, s in zip(self.scalers, state.get("scalers", [])):
+            if sc is not None and s:
+                sc.load_state_dict(s)
         self.run_info["wall_time_s"] = float(state.get("wall_time_s", 0.0))
-        if self.metrics is not None:
-            self.metrics = R.MetricsLog(self.out / R.METRICS, keep_until_step=self.step)
+
+    def _rng_state(self) -> dict[str, Tensor]:
+        s = {"cpu": torch.get_rng_state(), "noise": self.noise.generator.get_state()}
+        if self.device.type == "cuda":
+            s["cuda"] = torch.cuda.get_rng_state(self.device)
+        return s
+
+    def _set_rng(self, s: dict[str, Tensor]) -> None:
+        torch.set_rng_state(s["cpu"])
+        if "noise" in s:
+            self.noise.generator.set_state(s["noise"])
+        if "cuda" in s and self.device.type == "cuda":
+            torch.cuda.set_rng_state(s["cuda"], self.device)
 
     # ---- data -----------------------------------------------------------------------------------
     def _epoch_batches(self, epoch: int, start_step: int) -> Iterator[Batch]:
@@ -119,32 +305,45 @@ class Trainer:
                               train=True)
 
     def _batch(self, data: Dataset, idx: Tensor | slice, idx_b: Tensor | slice | None = None,
-               train: bool = False) -> Batch:
-        """Index `data` (and its target / domain B) into a prepared Batch on the device."""
-        dev, prep = self.device, self.model.prepare
+               train: bool = False, binarize: torch.Generator | None = None) -> Batch:
+        """Index `data` (and its target / domain B) into a prepared Batch on the device: gathered on the
+        host, pinned and copied with non_blocking=True on CUDA; channels-last when the engine uses it.
+        `binarize`: validation under binarize=dynamic, a Bernoulli draw from this generator."""
+        dev, prep, pin = self.device, self.model.prepare, self.pin
 
         def take(t: Tensor | None, i: Tensor | slice | None) -> Tensor | None:
-            return None if t is None or i is None else t[i].to(dev, non_blocking=True)
+            if t is None or i is None:
+                return None
+            part = t[i]
+            if pin:
+                part = part.pin_memory()
+            return part.to(dev, non_blocking=True)
 
-        x = prep(take(data.x, idx))
+        x = self._layout(prep(take(data.x, idx)))
         target = y_target = None
         if data.target is not None:
-            target = prep(take(data.target, idx))
+            target = self._layout(prep(take(data.target, idx)))
         elif data.domain_b is not None:
-            target, y_target = prep(take(data.domain_b.x, idx_b)), take(data.domain_b.y, idx_b)
-        if train:
-            x = self._transform(x)
-            target = None if target is None else self._transform(target)
+            target = self._layout(prep(take(data.domain_b.x, idx_b)))
+            y_target = take(data.domain_b.y, idx_b)
+        if train or binarize is not None:
+            x = self._transform(x, binarize)
+            target = None if target is None else self._transform(target, binarize)
         return Batch(x, take(data.y, idx), target, y_target)
 
-    def _transform(self, x: Tensor) -> Tensor:
+    def _layout(self, x: Tensor) -> Tensor:
+        if self.channels_last and x.ndim == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _transform(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """binarize=dynamic: a fresh Bernoulli draw of every pixel each time it is seen (Salakhutdinov &
         Murray 2008); static binarisation happens once on the dataset, before training."""
         if self.tc.binarize == "dynamic":
-            return torch.bernoulli(x)
+            return torch.bernoulli(x, generator=generator)
         return x
 
-    def _all_batches(self, data: Dataset) -> Iterator[Batch]:
+    def _all_batches(self, data: Dataset, binarize: torch.Generator | None = None) -> Iterator[Batch]:
         """Every example of `data` once, in order (domain B cycled alongside for an unpaired dataset)."""
         n, bs = len(data), self.tc.batch_size
         for i in range(0, n, bs):
@@ -152,96 +351,121 @@ class Trainer:
             idx_b = None
             if data.domain_b is not None:
                 idx_b = torch.arange(sl.start, sl.stop) % len(data.domain_b)
-            yield self._batch(data, sl, idx_b)
+            yield self._batch(data, sl, idx_b, binarize=binarize)
 
     # ---- the loop -------------------------------------------------------------------------------
     def fit(self) -> GenerativeModel:
         model, tc = self.model, self.tc
         t_start, wall0 = time.perf_counter(), self.run_info.get("wall_time_s", 0.0)
-        acc: dict[str, Tensor] = {}
-        cnt: dict[str, int] = {}
-        t_log, images_log = time.perf_counter(), 0
+        self._acc: dict[str, Tensor] = {}
+        self._cnt: dict[str, int] = {}
+        t_log, self._images_log = time.perf_counter(), 0
         if self.dist.main and tc.progress:
             from tqdm.auto import tqdm
             self.bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
                             desc=f"{model.model_type}", leave=True)
         model.train()
-        epoch = self.step // self.steps_per_epoch
-        batches = self._epoch_batches(epoch, self.step % self.steps_per_epoch)
-        while self.step < self.total_steps:
-            want_norms = (self.step + 1) % tc.log_every == 0
-            last: Batch | None = None
-            for pi, (phase, opt) in enumerate(zip(self.phases, self.optimizers)):
-                if self.multi_phase:
-                    self._only_train(phase)
-                for _ in range(phase.repeat):
-                    if phase.uses_data or last is None:
-                        last = next(batches)
-                        images_log += len(last.x)
-                    opt.zero_grad(set_to_none=True)
-                    total, terms = phase.loss(last)
-                    if not torch.isfinite(total):
-                        self._diverged(phase, total, terms)
-                    total.backward()
-                    if self.dist.enabled:
-                        D.average_gradients(phase.params, self.dist.world)
-                    if tc.grad_clip is not None:
-                        norm = torch.nn.utils.clip_grad_norm_(phase.params, tc.grad_clip)
-                        if want_norms:
-                            terms = {**terms, "grad_norm": norm}
-                    elif want_norms:
-                        terms = {**terms, "grad_norm": _grad_norm(phase.params)}
-                    opt.step()
-                    if phase.after_step is not None:
-                        phase.after_step()
-                    prefix = f"{phase.name}/" if self.multi_phase else ""
-                    if "loss" not in terms:
-                        terms["loss"] = total
-                    for k, v in terms.items():
-                        key = prefix + k
-                        v = v.detach()
-                        acc[key] = acc[key] + v if key in acc else v
-                        cnt[key] = cnt.get(key, 0) + 1
-                if self.multi_phase:
-                    self._only_train(None)
-            for s in self.schedulers:
-                if s is not None:
-                    s.step()
-            ema = getattr(model, "ema", None)
-            if ema is not None:
-                ema.update()
-            self.step += 1
-            end_of_epoch = self.step % self.steps_per_epoch == 0
-            if self.step % tc.log_every == 0 or self.step == self.total_steps:
-                now = time.perf_counter()
-                row = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
-                       "images_per_s": round(images_log * self.dist.world / max(now - t_log, 1e-9), 1)}
-                row.update({k: float(v) / cnt[k] for k, v in acc.items()})
-                row["lr"] = self.optimizers[0].param_groups[0]["lr"]
-                for cb in self.callbacks:
-                    if hasattr(cb, "on_log"):
-                        cb.on_log(self, row)
-                self._log(row)
-                acc, cnt, t_log, images_log = {}, {}, now, 0
-            if self.out is not None and self.dist.main and tc.sample_every and self.step % tc.sample_every == 0:
-                self.save_preview()
-            if end_of_epoch:
-                self._epoch_end()
-                if self.step < self.total_steps:
-                    epoch += 1
-                    batches = self._epoch_batches(epoch, 0)
-            if self.step % tc.checkpoint_every == 0 and self.step < self.total_steps:
-                self.checkpoint(wall0 + time.perf_counter() - t_start)
-        self.loop_seconds = time.perf_counter() - t_start
-        if self.bar is not None:
-            self.bar.close()
-        model.eval()
-        model.on_train_end(lambda: self._all_batches(self.train_data))
-        model.train()
-        wall = wall0 + time.perf_counter() - t_start
-        self.checkpoint(wall, final=True)
+        model.rng = self.noise
+        try:
+            epoch = self.step // self.steps_per_epoch
+            batches = self._epoch_batches(epoch, self.step % self.steps_per_epoch)
+            while self.step < self.total_steps:
+                self._train_step(batches)
+                end_of_epoch = self.step % self.steps_per_epoch == 0
+                if self.step % tc.log_every == 0 or self.step == self.total_steps:
+                    self._check_finite()
+                    now = time.perf_counter()
+                    row = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
+                           "images_per_s": round(self._images_log * self.dist.world / max(now - t_log, 1e-9), 1)}
+                    row.update({k: float(v) / self._cnt[k] for k, v in self._acc.items()})
+                    row["lr"] = self.optimizers[0].param_groups[0]["lr"]
+                    for cb in self.callbacks:
+                        if hasattr(cb, "on_log"):
+                            cb.on_log(self, row)
+                    self._log(row)
+                    self._acc, self._cnt, t_log, self._images_log = {}, {}, now, 0
+                if self.out is not None and self.dist.main and tc.sample_every and self.step % tc.sample_every == 0:
+                    self.save_preview()
+                if end_of_epoch:
+                    self._epoch_end()
+                    if self.step < self.total_steps:
+                        epoch += 1
+                        batches = self._epoch_batches(epoch, 0)
+                if self.step % tc.checkpoint_every == 0 and self.step < self.total_steps:
+                    self._check_finite()  # never checkpoint weights a non-finite loss has touched
+                    self.checkpoint(wall0 + time.perf_counter() - t_start)
+            self._check_finite()
+            self.loop_seconds = time.perf_counter() - t_start
+            if self.bar is not None:
+                self.bar.close()
+            model.eval()
+            if self.dist.main:  # once (rank 0); the final checkpoint broadcasts the result to every rank
+                model.on_train_end(lambda: self._all_batches(self.train_data))
+            model.train()
+            wall = wall0 + time.perf_counter() - t_start
+            self.checkpoint(wall, final=True)
+        finally:
+            model.rng = None
+            if self.metrics is not None:
+                self.metrics.close()
         model.eval()
         return model
+
+    def _train_step(self, batches: Iterator[Batch]) -> None:
+        """One step: every phase `repeat` times, then schedulers, EMA, step count. No host synchronisation:
+        logged terms are accumulated as device tensors and a non-finite loss is only recorded (on the
+        device) here; both are read at log steps."""
+        model, tc, acc, cnt = self.model, self.tc, self._acc, self._cnt
+        want_norms = (self.step + 1) % tc.log_every == 0
+        last: Batch | None = None
+        for pi, (phase, opt) in enumerate(zip(self.phases, self.optimizers)):
+            if self.multi_phase:
+                self._only_train(phase)
+            scaler = self.scalers[pi]
+            prefix = f"{phase.name}/" if self.multi_phase else ""
+            for _ in range(phase.repeat):
+                if phase.uses_data or last is None:
+                    last = next(batches)
+                    self._images_log += len(last.x)
+                opt.zero_grad(set_to_none=True)
+                with autocast(self.device, self.precision):
+                    total, terms = phase.loss(last)
+                fb = self._first_bad[pi]  # first non-finite step, min(first, this step) where not finite
+                self._first_bad[pi] = torch.where(torch.isfinite(total.detach()), fb, fb.clamp(max=self.step + 1))
+                (total if scaler is None else scaler.scale(total)).backward()
+                if self.dist.enabled:
+                    D.average_gradients(phase.params, self.dist.world)
+                if scaler is not None:
+                    scaler.unscale_(opt)  # true gradients for clipping and the logged norm
+                if tc.grad_clip is not None:
+                    norm = torch.nn.utils.clip_grad_norm_(phase.params, tc.grad_clip)
+                    if want_norms:
+                        terms = {**terms, "grad_norm": norm}
+                elif want_norms:
+                    terms = {**terms, "grad_norm": _grad_norm(phase.params)}
+                if scaler is None:
+                    opt.step()
+                else:
+                    scaler.step(opt)
+                    scaler.update()
+                if phase.after_step is not None:
+                    phase.after_step()
+                if "loss" not in terms:
+                    terms["loss"] = total
+                for k, v in terms.items():
+                    key = prefix + k
+                    v = v.detach()
+                    acc[key] = acc[key] + v if key in acc else v
+                    cnt[key] = cnt.get(key, 0) + 1
+            if self.multi_phase:
+                self._only_train(None)
+        for s in self.schedulers:
+            if s is not None:
+                s.step()
+        ema = getattr(model, "ema", None)
+        if ema is not None:
+            ema.update()
+        self.step += 1
 
     def _only_train(self, phase: Phase | None) -> None:
         """requires_grad only for this phase's parameters (None: all), so that e.g. a generator step does
@@ -250,14 +474,45 @@ class Trainer:
         for p in self.all_params:
             p.requires_grad_(own is None or id(p) in own)
 
-    def _diverged(self, phase: Phase, total: Tensor, terms: dict[str, Tensor]) -> None:
-        bad = [k for k, v in terms.items() if not torch.isfinite(v).all()] or ["total"]
-        msg = (f"step {self.step + 1}: loss term {bad[0]!r} of phase {phase.name!r} is {float(total.detach())}; "
-               f"training stopped.")
+    # ---- non-finite losses ----------------------------------------------------------------------
+    def _check_finite(self) -> None:
+        """Read the device-side record of non-finite losses since the last check (one sync per log
+        interval). Under torchrun every rank takes part (min over ranks), so a NaN on one rank stops every
+        rank, all with the same message, and none is left waiting in an all_reduce."""
+        first = torch.stack(self._first_bad)  # (phases,)
+        if self.dist.enabled:
+            torch.distributed.all_reduce(first, op=torch.distributed.ReduceOp.MIN)
+        lo = int(first.min())
+        if lo >= _NEVER:
+            self._checked_from = self.step + 1
+            return
+        mine = torch.stack(self._first_bad)
+        pi = int(torch.argmin(mine)) if int(mine.min()) == lo else -1
+        report = None
+        if pi >= 0:
+            phase = self.phases[pi]
+            prefix = f"{phase.name}/" if self.multi_phase else ""
+            bad = [k[len(prefix):] for k, v in self._acc.items()
+                   if k.startswith(prefix) and k != prefix + "loss" and not torch.isfinite(v).all()]
+            value = self._acc.get(prefix + (bad[0] if bad else "loss"))
+            report = (lo, pi, self.dist.rank, bad[0] if bad else "total", phase.name,
+                      float(value) if value is not None else float("nan"))
+        if self.dist.enabled:
+            reports = [r for r in D.gather_objects(report, self.dist.world) if r is not None]
+            report = min(reports)
+        step, _, rank, term, phase_name, value = report
+        where = f" on rank {rank} of {self.dist.world}" if self.dist.enabled else ""
+        msg = (f"step {step}: loss term {term!r} of phase {phase_name!r} is {value}{where} (found at the check "
+               f"after steps {self._checked_from}-{self.step}); training stopped.")
+        self._diverged(msg)
+
+    def _diverged(self, msg: str) -> None:
         if self.out is not None:
             msg += f" The last good checkpoint is in {self.out} (step {self._last_ckpt_step()})."
             if self.dist.main:
                 self._write_run_json(status="diverged", error=msg)
+        if self.bar is not None:
+            self.bar.close()
         raise TrainingDiverged(msg)
 
     def _last_ckpt_step(self) -> int:
@@ -287,23 +542,33 @@ class Trainer:
             self.bar.set_postfix(show, refresh=False)
         if self.metrics is not None:
             self.metrics.add(row)
-            self.metrics.flush()
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
+        """Mean validation loss and terms on the test split, in the training precision. Under
+        binarize=dynamic on binarised images (what the model trains on; a fixed draw, the same every epoch)."""
         if self.test_data is None:
             return {}
         self.model.eval()
+        rng, self.model.rng = self.model.rng, None  # rank 0 only: keep the ranks' shared noise stream in step
+        gen = None
+        if self.tc.binarize == "dynamic":
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed(self.tc.seed + 424_242)
         sums: dict[str, float] = {}
         n = 0
-        for b in self._all_batches(self.test_data):
-            total, terms = self.model.val_loss(b)
-            w = len(b.x)
-            sums["loss"] = sums.get("loss", 0.0) + float(total) * w
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * w
-            n += w
-        self.model.train()
+        try:
+            for b in self._all_batches(self.test_data, binarize=gen):
+                with autocast(self.device, self.precision):
+                    total, terms = self.model.val_loss(b)
+                w = len(b.x)
+                sums["loss"] = sums.get("loss", 0.0) + float(total) * w
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(v) * w
+                n += w
+        finally:
+            self.model.rng = rng
+            self.model.train()
         return {f"val/{k}": v / n for k, v in sums.items()}
 
     def _epoch_end(self) -> None:
@@ -320,19 +585,25 @@ class Trainer:
         if self.out is None:
             return None
         self.model.eval()
+        rng, self.model.rng = self.model.rng, None  # the grid uses its own fixed generator
         try:
             imgs, nrow = self.model.preview(self.fixed, torch.Generator().manual_seed(self.tc.seed + 12345))
         except NotImplementedError:
             return None
         finally:
+            self.model.rng = rng
             self.model.train()
-        return save_grid(imgs.cpu(), self.out / R.SAMPLES / f"step_{self.step:06d}.png", nrow, scale=2)
+        return save_grid(imgs.float().cpu(), self.out / R.SAMPLES / f"step_{self.step:06d}.png", nrow, scale=2)
 
     def checkpoint(self, wall: float, final: bool = False) -> None:
-        if self.dist.enabled:  # BN running statistics etc. follow rank 0, as under DDP
+        rng_ranks = [self._rng_state()]
+        if self.dist.enabled:  # BN running statistics etc. follow rank 0, as under DDP (at the end: everything)
             with torch.no_grad():
-                for b in self.model.buffers():
-                    torch.distributed.broadcast(b.data, 0)
+                tensors = list(self.model.parameters()) + list(self.model.buffers()) if final else \
+                    list(self.model.buffers())
+                for t in tensors:
+                    torch.distributed.broadcast(t.data, 0)
+            rng_ranks = D.gather_objects(rng_ranks[0], self.dist.world)
         if self.out is None or not self.dist.main:
             if final and self.dist.enabled:
                 D.gather_strings(D.checksum(self.model), self.dist.world)
@@ -344,14 +615,21 @@ class Trainer:
             "optimizers": [o.state_dict() for o in self.optimizers],
             "schedulers": [s.state_dict() if s is not None else {} for s in self.schedulers],
             "rng": torch.get_rng_state(),
+            "rng_ranks": [{k: v.cpu() for k, v in s.items()} for s in rng_ranks],
             "wall_time_s": wall,
         }
+        if any(s is not None for s in self.scalers):
+            state["scalers"] = [s.state_dict() if s is not None else {} for s in self.scalers]
         R.save_state(self.out, state)
         if final:
             if self.tc.sample_every == 0 or self.step % self.tc.sample_every:
                 self.save_preview()
             if self.tc.gif:
-                self.run_info["gif"] = str(write_gif(self.out / R.SAMPLES))
+                gif = write_gif(self.out / R.SAMPLES)
+                if gif is None:
+                    self.warn("gif=true but there are no sample grids to animate (samples/step_*.png); no "
+                              "training.gif written")
+                self.run_info["gif"] = None if gif is None else str(gif)
             if self.dist.enabled:
                 sums = D.gather_strings(D.checksum(self.model), self.dist.world)
                 self.run_info["distributed"] = {"world_size": self.dist.world, "weight_checksums": sums}
@@ -368,14 +646,18 @@ class Trainer:
         })
 
 
-def write_gif(folder: Path, ms_per_frame: int = 300) -> Path:
-    """samples/step_*.png -> samples/training.gif (one frame per grid, in step order; atomic)."""
+def write_gif(folder: Path, ms_per_frame: int = 300) -> Path | None:
+    """samples/step_*.png -> samples/training.gif (one frame per grid, in step order; atomic). None when there
+    is no grid to animate (the caller says so)."""
     from PIL import Image
 
     from .._io import atomic_path
 
-    frames = [Image.open(p).convert("P") for p in sorted(folder.glob("step_*.png"))]
-    out = folder / "training.gif"
+    paths = sorted(Path(folder).glob("step_*.png")) if Path(folder).is_dir() else []
+    if not paths:
+        return None
+    frames = [Image.open(p).convert("P") for p in paths]
+    out = Path(folder) / "training.gif"
     with atomic_path(out) as tmp:
         frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=ms_per_frame, loop=0)
     return out
