@@ -1,24 +1,26 @@
 """The one registry: model name -> (config class, model class).
 
-Each model file registers its families with `@register("name", ConfigClass)`. The CLI, `genzoo.load` and the
-explorer read this registry; nothing else dispatches on model names.
+Each model file registers its families with `@register("name", ConfigClass)`. The model files are discovered:
+every module in genzoo/models/ (pkgutil), and every `genzoo.models` entry point of an installed package
+(importlib.metadata), so a new family is one new file, and a plug-in package needs only
+
+    [project.entry-points."genzoo.models"]
+    mymodel = "mypkg.mymodel"          # a module whose import registers models (or a callable that does)
+
+The CLI, `genzoo.load` and the explorer read this registry; nothing else dispatches on model names.
 """
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from dataclasses import dataclass
 from typing import Callable
 
 _MODELS: dict[str, "Entry"] = {}
-# Model files imported on first use of the registry (one file per family).
-_MODULES = (
-    "genzoo.models.autoencoder",
-    "genzoo.models.vae",
-    "genzoo.models.gan",
-    "genzoo.models.translation",
-    "genzoo.models.cyclegan",
-    "genzoo.models.diffusion",
-)
+MODELS_PACKAGE = "genzoo.models"  # every module in it is a model file (one per family); `base` holds no model
+ENTRY_POINT_GROUP = "genzoo.models"  # other installed packages: [project.entry-points."genzoo.models"]
+_SKIP = {"base"}
+_imported = False
 
 
 @dataclass(frozen=True)
@@ -41,13 +43,47 @@ def register(name: str, config_class: type, summary: str = "") -> Callable[[type
     return deco
 
 
+def model_modules() -> list[str]:
+    """The model files of genzoo/models/, discovered (pkgutil): a new family is one new file there."""
+    pkg = importlib.import_module(MODELS_PACKAGE)
+    return sorted(f"{MODELS_PACKAGE}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__)
+                  if not m.name.startswith("_") and m.name not in _SKIP)
+
+
+def _entry_points() -> list:
+    from importlib.metadata import entry_points
+    return list(entry_points(group=ENTRY_POINT_GROUP))
+
+
 def _import_all() -> None:
-    for mod in _MODULES:
-        try:
+    """Import every model file once: genzoo/models/*.py, then each `genzoo.models` entry point of an installed
+    package (its value is a module, imported, or a callable, called, that registers models with @register)."""
+    global _imported
+    if _imported:
+        return
+    _imported = True
+    try:
+        for mod in model_modules():
             importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:  # a missing family file is fine; a broken import inside one is not
-                raise
+        for ep in _entry_points():
+            try:
+                obj = ep.load()
+            except Exception as e:
+                raise ImportError(f"entry point {ep.name!r} = {ep.value!r} (group {ENTRY_POINT_GROUP!r}) failed "
+                                  f"to import: {type(e).__name__}: {e}") from e
+            if callable(obj) and not isinstance(obj, type):
+                obj()
+    except BaseException:
+        _imported = False
+        raise
+
+
+def refresh() -> None:
+    """Discover again (after installing a plug-in or adding a model file in a running process)."""
+    global _imported
+    _imported = False
+    importlib.invalidate_caches()
+    _import_all()
 
 
 def names() -> list[str]:

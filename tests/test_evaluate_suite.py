@@ -40,14 +40,42 @@ def test_evaluate_an_autoencoder(ae_run):
         assert key in m, key
     assert set(r["skipped"]) == {"elbo", "nll"} and "no likelihood" in r["skipped"]["elbo"]
     assert "not comparable" in r["note"]
-    # reconstruction metrics against a direct computation on the same 300 test images
+    # every figure against an independent computation on the same seeded, stratified 300 test images
+    import numpy as np
     import genzoo
+    from genzoo.evaluate import get_classifier
+    from genzoo.evaluate.subsets import random_subset
+    from genzoo.evaluate.suite import draw_samples
     model = genzoo.load(ae_run)
-    x = model.prepare(gd.load("mnist-mini", "test").x[:300])
+    test = random_subset(gd.load("mnist-mini", "test"), 300, seed=0)
+    assert (torch.bincount(test.y, minlength=10) >= 20).all()  # the sample spans every class
+    x = model.prepare(test.x)
     with torch.no_grad():
         err = (model.to_unit(model.reconstruct(x)) - model.to_unit(x)).pow(2).flatten(1).mean(1)
     assert m["mse"] == pytest.approx(err.mean().item(), rel=1e-5)
-    assert 0 <= m["precision"] <= 1 and 1 <= m["classifier_score"] <= 10 and 0 < m["probe_accuracy"] <= 1
+    assert m["psnr"] == pytest.approx((10 * torch.log10(1 / err.double())).mean().item(), rel=1e-4)
+    # domain FID: Frechet distance of Gaussians fitted to classifier features; tr sqrt(S1 S2) computed as
+    # sum sqrt(eig(A S2 A)) with A = S1^(1/2) (symmetric PSD, eigh), not the code's own route
+    clf = get_classifier("mnist")
+    with torch.no_grad():
+        fr = clf.features(test.x.float() / 255).double().numpy()
+        ff = clf.features(draw_samples(model, 300, seed=0)).double().numpy()
+    mu1, mu2, s1, s2 = fr.mean(0), ff.mean(0), np.cov(fr, rowvar=False), np.cov(ff, rowvar=False)
+    w, v = np.linalg.eigh(s1)
+    a_half = (v * np.sqrt(w.clip(0))) @ v.T
+    tr_sqrt = np.sqrt(np.linalg.eigvalsh(a_half @ s2 @ a_half).clip(0)).sum()
+    fid_ref = ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt
+    assert m["fid"] == pytest.approx(fid_ref, rel=1e-3)
+    # k-NN accuracy: a plain numpy 5-nearest-neighbour majority vote on the encoder's codes
+    train = random_subset(gd.load("mnist-mini", "train"), 300, seed=1)
+    with torch.no_grad():
+        ctr = model.code(model.prepare(train.x)).flatten(1).double().numpy()
+        cte = model.code(x).flatten(1).double().numpy()
+    d = ((cte[:, None] - ctr[None]) ** 2).sum(-1)
+    votes = train.y.numpy()[np.argsort(d, axis=1)[:, :5]]
+    pred = np.array([np.bincount(v, minlength=10).argmax() for v in votes])
+    assert m["knn_accuracy"] == pytest.approx((pred == test.y.numpy()).mean(), abs=1 / 300 + 1e-9)
+    assert 0 <= m["precision"] <= 1 and 1 <= m["classifier_score"] <= 10 and 0.3 < m["probe_accuracy"] <= 1
 
 
 def test_custom_extractor_and_strict(ae_run):

@@ -159,7 +159,8 @@ def features_cmd(
     if probe and ds.y is not None:
         train = gd.load(name, "train")
         if probe_train is not None:
-            train = train.subset(slice(0, probe_train))
+            from ..evaluate.subsets import random_subset
+            train = random_subset(train, probe_train, seed=0)
         acc = linear_probe(encode_dataset(model, train), train.y, codes, ds.y)
         typer.echo(f"linear probe (logistic regression, {len(train)} training codes): {split} accuracy {acc:.4f}")
     if units is not None:

@@ -183,7 +183,7 @@ def shift_cmd(
                                                                       "mean(this class) instead of the rest"),
     alphas: str = typer.Option("-2,-1,0,1,2", "--alphas", help="multiples of the direction, one column each"),
     out: Path = typer.Option(..., "--out", "-o", help="FILE.png (one row per image) or FILE.npy"),
-    n: int = typer.Option(5000, "-n", help="images used to estimate the direction"),
+    n: int = typer.Option(5000, "-n", help="images used to estimate the direction (a seeded sample, stratified by class)"),
     attr_file: Optional[Path] = typer.Option(None, "--attr-file", help="CelebA-style attribute table"),
     image_dir: Optional[Path] = typer.Option(None, "--image-dir", help="folder of the images the table names"),
     data: Optional[str] = typer.Option(None, "--data"),
@@ -209,7 +209,7 @@ def shift_cmd(
     else:
         if ds.y is None:
             raise ValueError(f"{ds.name} has no labels: use --attr-file and --image-dir for attributes")
-        codes, y = lt.encode_dataset(model, ds, n)
+        codes, y = lt.encode_dataset(model, ds, n, seed=0)  # a stratified sample: folders come sorted by class
         base = None if away_from is None else _class_index(away_from, ds.classes)
         direction = lt.class_direction(codes, y, _class_index(attribute, ds.classes), base)
     picked = [_image(s.strip(), model, ds) for s in images.split(",") if s.strip()]
@@ -232,7 +232,7 @@ def arithmetic_cmd(
     let: Optional[list[str]] = typer.Option(None, "--let", help="name=INDEX, name=class:K or name=FILE "
                                                                  "(repeatable)"),
     out: Path = typer.Option(..., "--out", "-o", help="FILE.png: the operands, then the result"),
-    n: int = typer.Option(5000, "-n", help="images used for class means"),
+    n: int = typer.Option(5000, "-n", help="images used for class means (a seeded sample, stratified by class)"),
     data: Optional[str] = typer.Option(None, "--data"),
     split: str = typer.Option("test", "--split"),
 ) -> None:
@@ -258,11 +258,11 @@ def arithmetic_cmd(
             if means is None:
                 if ds.y is None:
                     raise ValueError(f"{ds.name} has no labels, so class:K means are not available")
-                codes, y = lt.encode_dataset(model, ds, n)
+                codes, y = lt.encode_dataset(model, ds, n, seed=0)  # stratified: every class is represented
                 means = lt.class_means(codes, y, ds.num_classes or None)
             k = _class_index(spec[6:], ds.classes)
             if not 0 <= k < len(means) or torch.isnan(means[k]).any():
-                raise ValueError(f"{spec}: no images of that class among the first {n} of {ds.name}")
+                raise ValueError(f"{spec}: no images of that class among the {n} sampled from {ds.name}")
             values[name] = means[k]
         elif spec.isdigit() or Path(spec).exists():
             values[name] = lt.encode(model, _image(spec, model, ds)[0])[0]

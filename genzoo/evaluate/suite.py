@@ -11,8 +11,10 @@ Metric groups (names for `metrics=` and `genzoo evaluate --metrics`) and what ea
                                   image on the test split, binarised the way the run was trained
     probe, knn                    a model that can `encode`, and a labelled dataset
 
-The reference set is the first `n` images of the test split (all of it when it has fewer); as many samples
-are drawn, seeded with `seed`. FID grows as n shrinks (it is biased), so compare FIDs only at equal n.
+The reference set is a seeded random sample of `n` images of the test split (stratified by class where it has
+labels; all of it when it has fewer; genzoo/evaluate/subsets.py); as many samples are drawn, seeded with `seed`.
+The probe / k-NN training codes are a stratified random sample of `n` training images the same way.
+Conditional models (cvae) reconstruct with the true labels, as their likelihood metrics do. FID grows as n shrinks (it is biased), so compare FIDs only at equal n.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from torch import Tensor
 from .. import data as gdata
 from . import image_metrics as im
 from . import metrics as M
+from .subsets import random_subset
 
 SAMPLE_GROUPS = ("fid", "kid", "pr", "dc", "is", "modes")
 RECON_GROUPS = ("mse", "psnr", "ssim")
@@ -79,9 +82,13 @@ def draw_samples(model, n: int, seed: int = 0, batch_size: int = 500, **kw: Any)
 def reconstruction_metrics(model, ds: gdata.Dataset, batch_size: int = 500) -> dict[str, float]:
     """Mean per-image MSE, PSNR (dB) and SSIM between test images and their reconstructions, both in [0, 1]."""
     errs: dict[str, list[Tensor]] = {"mse": [], "psnr": [], "ssim": []}
-    for xb, _ in ds.batches(batch_size):
+    conditional = bool(getattr(model, "conditional", False))
+    if conditional and ds.y is None:
+        raise ValueError(f"a conditional {model.model_type} model reconstructs with class labels; {ds.name} has none")
+    for xb, yb in ds.batches(batch_size):
         x = model.prepare(xb.to(model.device))
-        x01, r01 = model.to_unit(x).float().cpu(), model.to_unit(model.reconstruct(x)).float().cpu()
+        kw = {"labels": yb.to(model.device)} if conditional else {}  # the true labels, as the likelihood uses
+        x01, r01 = model.to_unit(x).float().cpu(), model.to_unit(model.reconstruct(x, **kw)).float().cpu()
         errs["mse"].append(im.mse(r01, x01))
         errs["psnr"].append(im.psnr(r01, x01))
         errs["ssim"].append(im.ssim(r01, x01))
@@ -99,9 +106,29 @@ def knn_accuracy(train_codes, train_y, test_codes, test_y, k: int = 5) -> float:
 def _likelihood(model, group: str, ds: gdata.Dataset, k: int, settings: dict[str, Any]) -> dict[str, float]:
     """ELBO or IWAE NLL (nats per image) on `ds`, binarised as the run was trained (`settings`)."""
     from . import likelihood
+    if callable(getattr(model, "nll_bound", None)):  # diffusion: its variational bound (nats per image)
+        return _bound(model, group, ds, settings)
     if group == "elbo":
         return _as_dict("elbo", likelihood.elbo(model, ds, **settings))
     return _as_dict("nll", likelihood.iwae_nll(model, ds, k, **settings))
+
+
+@torch.no_grad()
+def _bound(model, group: str, ds: gdata.Dataset, settings: dict[str, Any], batch_size: int = 250) -> dict[str, float]:
+    """A model's own variational bound `nll_bound(x, generator=, labels=)` on -log p(x) (a DDPM's, Ho et al.
+    2020 eq. 5): `nll` (nats per image, an upper bound) and `nll_bits_per_dim`; `elbo` is its negative."""
+    import math
+
+    from .likelihood import _batches
+    g = torch.Generator().manual_seed(int(settings.get("seed", 0)) + 7919)
+    total, count = 0.0, 0
+    for x, kw in _batches(model, ds, None, batch_size, settings.get("binarize", "none"), settings.get("seed", 0)):
+        total += float(model.nll_bound(x, generator=g, **kw).double().sum())
+        count += len(x)
+    nll = total / count
+    if group == "elbo":
+        return {"elbo": -nll}
+    return {"nll": nll, "nll_bits_per_dim": nll / (math.prod(ds.shape) * math.log(2))}
 
 
 def _as_dict(key: str, value: Any) -> dict[str, float]:
@@ -125,6 +152,8 @@ def _why_not(group: str, model, extractor, has_labels: bool) -> str | None:
         if not has_labels:
             return "the dataset has no labels"
     elif group in LIKELIHOOD_GROUPS:
+        if callable(getattr(model, "nll_bound", None)):
+            return None
         from .likelihood import require_likelihood
         try:
             require_likelihood(model)
@@ -177,7 +206,7 @@ def evaluate(run_or_model, metrics: str | list[str] | None = None, data: str | N
                                     kid_subset_size=kid_subset_size, out=out, strict=strict)
     groups = parse_metrics(metrics)
     test = gdata.load(data, "test", root=root)
-    test = test.subset(slice(0, min(n, len(test))))
+    test = random_subset(test, n, seed)
     if extractor is None and any(g in SAMPLE_GROUPS for g in groups) and tuple(test.shape) == (1, 28, 28):
         extractor = default_extractor(data)
     ext_name = M.extractor_name(extractor) if extractor is not None else None
@@ -235,7 +264,7 @@ def evaluate(run_or_model, metrics: str | list[str] | None = None, data: str | N
     if any(g in REPR_GROUPS for g in todo):
         from ..applications import encode_dataset, linear_probe
         train = gdata.load(data, "train", root=root)
-        train = train.subset(slice(0, min(n, len(train))))
+        train = random_subset(train, n, seed + 1)
         ctr, cte = encode_dataset(model, train, batch_size), encode_dataset(model, test, batch_size)
         if "probe" in todo:
             res["probe_accuracy"] = linear_probe(ctr, train.y, cte, test.y)

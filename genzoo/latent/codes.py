@@ -56,10 +56,18 @@ def decode(model: Any, z: Tensor, labels: Tensor | None = None, batch_size: int 
 
 
 def encode_dataset(model: Any, dataset: Dataset, n: int | None = None, batch_size: int = 500,
-                   use_labels: bool = False) -> tuple[Tensor, Tensor | None]:
-    """Codes of the first `n` images of `dataset` (all when None) and their labels: ((n, L), (n,) or None).
+                   use_labels: bool = False, seed: int | None = None) -> tuple[Tensor, Tensor | None]:
+    """Codes of `n` images of `dataset` (all when None) and their labels: ((n, L), (n,) or None). With `seed`,
+    the n images are a seeded random sample, stratified by class when there are labels (use it for anything
+    measured: folders come sorted by class); without, the first n (index i is test image i, for displays).
     `use_labels`: also pass the labels to the encoder (conditional models)."""
-    sub = dataset if n is None else dataset.subset(slice(0, n))
+    if n is None:
+        sub = dataset
+    elif seed is not None:
+        from ..evaluate.subsets import random_subset
+        sub = random_subset(dataset, n, seed)
+    else:
+        sub = dataset.subset(slice(0, n))
     z = encode(model, sub.x, sub.y if use_labels else None, batch_size)
     return z, sub.y
 
