@@ -213,7 +213,8 @@ class Trainer:
         keep = 0 if resume_state is None else int(resume_state["step"])
         self.metrics = MetricsCSV(out / R.METRICS, keep_until_step=keep) if out and self.dist.main else None
         self.multi_phase = len(self.phases) > 1
-        self.all_params = list(model.parameters())
+        # trainable parameters only: an EMA copy (requires_grad False) must stay frozen after a phase re-enables all
+        self.all_params = [p for p in model.parameters() if p.requires_grad]
         self.bar = None
         # device-side noise, the same state on every rank (see NoiseSource)
         self.noise = NoiseSource(self.device, tc.seed * 1_000_003 + 12_345, self.dist.rank, world)
