@@ -24,11 +24,13 @@ from fastapi.testclient import TestClient  # noqa: E402
 from genzoo import data as gd  # noqa: E402
 from genzoo import registry  # noqa: E402
 from genzoo.explorer import Explorer, create_app  # noqa: E402
+from genzoo.explorer.limits import TOKEN_HEADER  # noqa: E402
 from genzoo.explorer.uploads import MAX_BYTES  # noqa: E402
 from genzoo.train import rundir as R  # noqa: E402
 from genzoo.train import train  # noqa: E402
 
 STEPS = 40
+BYTES = {"content-type": "application/octet-stream"}  # what the page sends with an upload (or image/png, image/jpeg)
 SETTINGS = {"log_every": 10, "sample_every": 0, "progress": False}
 METRICS = {"model_type": "ae", "data": "mnist-mini", "n": 2000, "extractor": "mnist",  # as `genzoo evaluate` writes
            "metrics": {"mse": 0.0421, "psnr": 14.2, "class_histogram": [0.1] * 10}, "note": "domain FID ..."}
@@ -40,6 +42,12 @@ def _train(tmp_path_factory, name: str, data: str = "mnist-mini", steps: int = S
     return model.eval(), out
 
 
+def page_client(app, **kw) -> TestClient:
+    """A client that sends the page's token, as the explorer's page does (tests/test_explorer_limits.py checks
+    that requests without it are refused)."""
+    return TestClient(app, headers={TOKEN_HEADER: app.state.token}, **kw)
+
+
 @pytest.fixture(scope="module")
 def ae_run(tmp_path_factory):
     model, out = _train(tmp_path_factory, "ae")
@@ -49,7 +57,7 @@ def ae_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(ae_run):
-    return TestClient(create_app(ae_run[1], allowed_hosts=["testserver"]))
+    return page_client(create_app(ae_run[1], allowed_hosts=["testserver"]))
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +129,7 @@ def test_no_route_reads_a_client_path(client, path):
 
 
 def test_foreign_host_header_is_refused(ae_run):
-    c = TestClient(create_app(ae_run[1]), base_url="http://127.0.0.1:8000")
+    c = page_client(create_app(ae_run[1]), base_url="http://127.0.0.1:8000")
     assert c.get("/api/info").status_code == 200
     assert c.get("/api/info", headers={"host": "[::1]:8000"}).status_code == 200
     assert c.get("/api/info", headers={"host": "localhost"}).status_code == 200
@@ -252,7 +260,7 @@ def test_map_is_cached_in_the_run_directory(ae_run, monkeypatch):
 def test_tsne_map_decodes_near_its_points(ae_run, test_set):
     model, out = ae_run
     ex = Explorer(out, map_points=250)
-    c = TestClient(create_app(ex, allowed_hosts=["testserver"]))
+    c = page_client(create_app(ex, allowed_hosts=["testserver"]))
     m = c.get("/api/map", params={"method": "tsne"}).json()
     xy = np.array(m["xy"]).reshape(-1, 2)
     assert xy.shape == (250, 2)
@@ -267,7 +275,7 @@ def test_tsne_map_decodes_near_its_points(ae_run, test_set):
 def test_upload_of_a_test_image_is_seen_unchanged(client, ae_run, test_set):
     model, _ = ae_run
     a = test_set.x[9, 0].numpy()
-    j = client.post("/api/encode", params={"method": "pca"}, content=to_png(a)).json()
+    j = client.post("/api/encode", headers=BYTES, params={"method": "pca"}, content=to_png(a)).json()
     assert np.array_equal(data_url_array(j["input"]), a)
     x = model.prepare(test_set.x[9:10])
     with torch.no_grad():
@@ -281,16 +289,16 @@ def test_upload_of_a_test_image_is_seen_unchanged(client, ae_run, test_set):
 def test_upload_conversions(client, test_set):
     a = test_set.x[9, 0].numpy()
     # dark ink on white paper is inverted automatically for a white-on-black data set
-    j = client.post("/api/encode", content=to_png(255 - a)).json()
+    j = client.post("/api/encode", headers=BYTES, content=to_png(255 - a)).json()
     assert np.array_equal(data_url_array(j["input"]), a)
-    j = client.post("/api/encode", params={"invert": False}, content=to_png(255 - a)).json()
+    j = client.post("/api/encode", headers=BYTES, params={"invert": False}, content=to_png(255 - a)).json()
     assert np.array_equal(data_url_array(j["input"]), 255 - a)
     # colour, JPEG, and a larger image are converted to the model's 28 x 28 grey
     rgb = np.stack([a, a, a], -1)
-    j = client.post("/api/encode", content=to_png(rgb, "JPEG", quality=95)).json()
+    j = client.post("/api/encode", headers=BYTES, content=to_png(rgb, "JPEG", quality=95)).json()
     assert np.abs(data_url_array(j["input"]).astype(int) - a).mean() < 6
     big = np.asarray(Image.fromarray(a).resize((112, 112), Image.NEAREST))
-    j = client.post("/api/encode", content=to_png(big)).json()
+    j = client.post("/api/encode", headers=BYTES, content=to_png(big)).json()
     assert np.abs(data_url_array(j["input"]).astype(int) - a).mean() < 12
 
 
@@ -298,13 +306,14 @@ def test_fit_centres_a_drawing_like_mnist(client):
     from scipy import ndimage
     canvas = np.zeros((280, 280), np.uint8)
     canvas[20:120, 200:230] = 255  # a thick stroke in the top-right corner, 100 px tall
-    j = client.post("/api/encode", params={"fit": True}, content=to_png(canvas)).json()
+    j = client.post("/api/encode", headers=BYTES, params={"fit": True}, content=to_png(canvas)).json()
     seen = data_url_array(j["input"])
     cy, cx = ndimage.center_of_mass(seen.astype(float))
     assert abs(cy - 13.5) <= 0.75 and abs(cx - 13.5) <= 0.75
     rows = np.nonzero(seen.max(1) > 25)[0]
     assert 18 <= rows.max() - rows.min() + 1 <= 21  # the longer side scaled to MNIST's 20-pixel box
-    empty = client.post("/api/encode", params={"fit": True}, content=to_png(np.zeros((50, 50), np.uint8))).json()
+    empty = client.post("/api/encode", headers=BYTES, params={"fit": True},
+                        content=to_png(np.zeros((50, 50), np.uint8))).json()
     assert data_url_array(empty["input"]).max() == 0
 
 
@@ -337,20 +346,20 @@ def test_bad_uploads_get_a_readable_4xx(client, test_set, body, status, words):
     elif body == "truncated":
         full = to_png(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))
         body = full[: len(full) // 2]
-    r = client.post("/api/encode", content=body)
+    r = client.post("/api/encode", headers=BYTES, content=body)
     assert r.status_code == status, r.text
     assert words in r.json()["detail"]
 
 
 def test_uploads_above_the_byte_limit_are_refused(client):
-    r = client.post("/api/encode", content=b"\x89PNG" + b"\0" * MAX_BYTES)
+    r = client.post("/api/encode", headers=BYTES, content=b"\x89PNG" + b"\0" * MAX_BYTES)
     assert r.status_code == 413 and "limit" in r.json()["detail"]
 
     def stream():  # no Content-Length: the server counts while reading
         for _ in range(MAX_BYTES // 65536 + 2):
             yield b"\0" * 65536
 
-    r = client.post("/api/encode", content=stream())
+    r = client.post("/api/encode", headers=BYTES, content=stream())
     assert r.status_code == 413 and "limit" in r.json()["detail"]
 
 
@@ -427,7 +436,7 @@ def test_concurrent_requests_give_the_sequential_answers(client):
 # ---- other kinds of model ----------------------------------------------------------------------------------------
 def test_conditional_vae(tmp_path_factory):
     model, out = _train(tmp_path_factory, "cvae", steps=20)
-    c = TestClient(create_app(out, allowed_hosts=["testserver"]))
+    c = page_client(create_app(out, allowed_hosts=["testserver"]))
     info = c.get("/api/info").json()
     assert info["conditional"] and info["classes"] == [str(i) for i in range(10)]
     assert info["panels"] == ["samples", "map", "draw", "interpolate", "attributes"]
@@ -449,7 +458,7 @@ def test_conditional_vae(tmp_path_factory):
 def test_denoising_autoencoder(tmp_path_factory, test_set):
     from genzoo.models.autoencoder import corrupt
     model, out = _train(tmp_path_factory, "denoising-ae", steps=20, noise="masking", noise_level=0.4)
-    c = TestClient(create_app(out, allowed_hosts=["testserver"]))
+    c = page_client(create_app(out, allowed_hosts=["testserver"]))
     info = c.get("/api/info").json()
     assert "denoise" in info["panels"] and info["noise"] == ["masking", 0.4]
     strip = png_array(c.get("/api/denoise.png", params={"index": 4, "noise": 0.5, "seed": 9}).content)
@@ -467,7 +476,7 @@ def test_denoising_autoencoder(tmp_path_factory, test_set):
 @pytest.mark.skipif("gan" not in registry.names(), reason="the GANs are not registered")
 def test_gan_shows_samples_only(tmp_path_factory):
     model, out = _train(tmp_path_factory, "gan", steps=3, monitor_every=0)
-    c = TestClient(create_app(out, allowed_hosts=["testserver"]))
+    c = page_client(create_app(out, allowed_hosts=["testserver"]))
     info = c.get("/api/info").json()
     assert info["panels"] == ["samples"] and info["map_methods"] == []
     assert set(info["sample_options"]) == {"temperature", "truncation"}
@@ -476,7 +485,7 @@ def test_gan_shows_samples_only(tmp_path_factory):
         ref = model.to_unit(model.sample(1, generator=torch.Generator().manual_seed(5), truncation=0.5))
     assert close(png_array(r.content), u8(ref))
     assert c.get("/api/map", params={"method": "pca"}).status_code == 400
-    assert c.post("/api/encode", content=to_png(np.zeros((28, 28), np.uint8))).status_code == 400
+    assert c.post("/api/encode", headers=BYTES, content=to_png(np.zeros((28, 28), np.uint8))).status_code == 400
 
 
 def test_a_run_without_its_test_set_still_opens(ae_run, tmp_path):
@@ -486,7 +495,7 @@ def test_a_run_without_its_test_set_still_opens(ae_run, tmp_path):
     info = json.loads((out / R.RUN).read_text())
     info["data"] = "folder:/nonexistent/images"
     (out / R.RUN).write_text(json.dumps(info))
-    c = TestClient(create_app(out, allowed_hosts=["testserver"]))
+    c = page_client(create_app(out, allowed_hosts=["testserver"]))
     j = c.get("/api/info").json()
     assert j["panels"] == ["samples", "draw"] and "/nonexistent/images" in j["data_error"]
     assert c.get("/api/test.png", params={"index": 0}).status_code == 400

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -16,6 +16,11 @@ def explore_cmd(
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (default: this computer only)"),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port"),
     data: Optional[str] = typer.Option(None, "--data", help="dataset to show (default: the run's)"),
+    limit: Optional[List[str]] = typer.Option(
+        None, "--limit", metavar="NAME=VALUE",
+        help="change a limit of what one request may cost (repeatable), e.g. --limit workers=4 --limit "
+             "max_pixels=16777216; names: max_upload_bytes, max_json_bytes, max_pixels, max_images, max_scale, "
+             "max_output_pixels, workers, queue, queue_wait_s (docs/explorer.md, Limits)"),
 ) -> None:
     """Open a local web page to explore a trained model: samples, latent map, drawing, interpolation.
 
@@ -23,6 +28,8 @@ def explore_cmd(
     """
     try:
         from ..explorer import serve
+        from ..explorer.limits import Limits
     except ImportError as e:
         raise RuntimeError(f"the explorer needs the explorer extra: pip install 'genzoo[explorer]' ({e})") from None
-    serve(run, host=host, port=port, data=data)
+    limits = Limits.parse(limit)  # before loading anything: a bad --limit is reported at once
+    serve(run, host=host, port=port, data=data, limits=limits)

@@ -2,26 +2,32 @@
 
 No route reads a path the client gives: the page's files come from the package's `static/` folder through
 Starlette's StaticFiles (which refuses paths outside it), and the run directory is fixed when the server starts.
+What a request may cost and who may send it is decided in one place, `limits.Guard` (see limits.py): a new
+route under /api/ needs the page's token and counts as heavy without further code.
 """
 from __future__ import annotations
 
 import base64
+import secrets
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from .session import MAX_IMAGES, Explorer
-from .uploads import MAX_BYTES, UploadError
+from .limits import Gate, Guard, LimitError, Limits, host_name  # noqa: F401 (host_name: the old import path)
+from .session import Explorer
+from .uploads import UploadError
 
 STATIC = Path(__file__).parent / "static"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+TOKEN_META = '<meta name="genzoo-token" content="">'  # in static/index.html; filled with the server's token
 SECURITY_HEADERS = {
     # The page may only talk to this server: no CDN, no external requests, no framing by other sites.
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; script-src 'self'; "
@@ -31,29 +37,28 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
-Scale = Query(1, ge=1, le=8, description="nearest-neighbour upscaling of the PNG (for downloads)")
 
 
 class Codes(BaseModel):
-    z: list[list[float]] = Field(..., min_length=1, max_length=MAX_IMAGES, description="latent codes (M, L)")
+    z: list[list[float]] = Field(..., min_length=1, description="latent codes (M, L), M <= max_images")
     label: int | None = None
-    scale: int = Field(1, ge=1, le=8)
+    scale: int = Field(1, ge=1, le=Limits.max_scale)
 
 
 class Path2(BaseModel):
     a: list[float]
     b: list[float]
     mode: Literal["lerp", "slerp"] = "lerp"
-    ts: list[float] = Field(..., min_length=1, max_length=MAX_IMAGES)
+    ts: list[float] = Field(..., min_length=1, description="fractions of the path, at most max_images")
     label: int | None = None
-    scale: int = Field(1, ge=1, le=8)
+    scale: int = Field(1, ge=1, le=Limits.max_scale)
 
 
 class Shift(BaseModel):
     z: list[float]
     alphas: dict[int, float] = Field(..., description="class index -> distance along its direction")
     label: int | None = None
-    scale: int = Field(1, ge=1, le=8)
+    scale: int = Field(1, ge=1, le=Limits.max_scale)
 
 
 def png(data: bytes) -> Response:
@@ -65,26 +70,37 @@ def data_url(data: bytes) -> str:
 
 
 def create_app(run_dir: str | Path | Explorer, data: str | None = None,
-               allowed_hosts: list[str] | None = None) -> FastAPI:
+               allowed_hosts: list[str] | None = None, limits: Limits | None = None) -> FastAPI:
     """The app for one run. `allowed_hosts`: Host headers to answer (default: the loopback names, which also
-    stops DNS-rebinding pages from reaching the server); ["*"] accepts any."""
-    ex = run_dir if isinstance(run_dir, Explorer) else Explorer(run_dir, data)
-    app = FastAPI(title="genzoo explorer", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.explorer = ex
-    hosts = set(allowed_hosts or LOCAL_HOSTS)
+    stops DNS-rebinding pages from reaching the server); ["*"] accepts any. `limits`: what a request may cost
+    (default `Limits()`; given with an Explorer, they become that Explorer's limits).
 
-    @app.middleware("http")
-    async def check_host_and_add_headers(request: Request, call_next):
-        if "*" not in hosts and host_name(request.headers.get("host", "")) not in hosts:
-            return JSONResponse({"detail": "this server answers only requests addressed to "
-                                           f"{' or '.join(sorted(hosts))}"}, status_code=400)
-        response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
-        return response
+    Every request passes `limits.Guard` first (host, the page's token, content type, body size, the worker
+    pool); `app.state.token` is the token the page carries."""
+    limits = limits or (run_dir.limits if isinstance(run_dir, Explorer) else Limits())
+    ex = run_dir if isinstance(run_dir, Explorer) else Explorer(run_dir, data, limits=limits)
+    ex.limits = limits
+    app = FastAPI(title="genzoo explorer", docs_url=None, redoc_url=None, openapi_url=None)
+    token = secrets.token_urlsafe(32)
+    app.state.explorer, app.state.limits, app.state.token = ex, limits, token
+    app.state.gate = gate = Gate(limits)
+    hosts = set(allowed_hosts or LOCAL_HOSTS)
+    app.add_middleware(Guard, hosts=hosts, token=token, limits=limits, gate=gate, headers=SECURITY_HEADERS)
+    page = (STATIC / "index.html").read_text()
+    if TOKEN_META not in page:
+        raise RuntimeError(f"{STATIC / 'index.html'} lacks {TOKEN_META}")
+    page = page.replace(TOKEN_META, f'<meta name="genzoo-token" content="{token}">')
+    n_images = Query(16, ge=1, le=limits.max_images, description="number of images")
+    scale_q = Query(1, ge=1, le=limits.max_scale, description="nearest-neighbour upscaling of the PNG")
 
     @app.exception_handler(UploadError)
-    async def upload_error(request: Request, e: UploadError):
+    @app.exception_handler(LimitError)
+    async def limit_error(request: Request, e: UploadError | LimitError):
         return JSONResponse({"detail": str(e)}, status_code=e.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, e: RequestValidationError):
+        return JSONResponse({"detail": readable(e, request.scope.get("route"))}, status_code=422)
 
     @app.exception_handler(ValueError)
     async def value_error(request: Request, e: ValueError):
@@ -101,8 +117,8 @@ def create_app(run_dir: str | Path | Explorer, data: str | None = None,
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html")
+    def index() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> FileResponse:
@@ -113,14 +129,14 @@ def create_app(run_dir: str | Path | Explorer, data: str | None = None,
         return ex.info()
 
     @app.get("/api/samples.png")
-    def samples(n: int = Query(16, ge=1, le=MAX_IMAGES), seed: int = Query(0, ge=0, lt=2**63),
+    def samples(n: int = n_images, seed: int = Query(0, ge=0, lt=2**63),
                 label: int | None = None, temperature: float | None = Query(None, gt=0, le=10),
-                truncation: float | None = Query(None, gt=0, le=10), scale: int = Scale) -> Response:
+                truncation: float | None = Query(None, gt=0, le=10), scale: int = scale_q) -> Response:
         x = ex.samples(n, seed, label, temperature, truncation)
         return png(ex.png(x, nrow=int(np.ceil(np.sqrt(n))), scale=scale))
 
     @app.get("/api/test.png")
-    def test_image(index: int = Query(..., ge=0), scale: int = Scale) -> Response:
+    def test_image(index: int = Query(..., ge=0), scale: int = scale_q) -> Response:
         return png(ex.png(ex.unit(ex.test_image(index)[0]), scale=scale))
 
     @app.get("/api/code")
@@ -138,7 +154,7 @@ def create_app(run_dir: str | Path | Explorer, data: str | None = None,
                      method: str | None = None) -> dict[str, Any]:
         """Body: the bytes of a PNG or JPEG image. Returns the image as the model sees it, its
         reconstruction, its latent code and its place on the map `method`."""
-        body = await _read_body(request, MAX_BYTES)
+        body = await _read_body(request, limits.max_upload_bytes)
         return await run_in_threadpool(_encode, body, fit, invert, method)
 
     def _encode(body: bytes, fit: bool, invert: bool | None, method: str | None) -> dict[str, Any]:
@@ -166,7 +182,7 @@ def create_app(run_dir: str | Path | Explorer, data: str | None = None,
 
     @app.get("/api/map/decode.png")
     def map_decode(method: str, x: float = Query(..., allow_inf_nan=False), y: float = Query(..., allow_inf_nan=False),
-                   label: int | None = None, scale: int = Scale) -> Response:
+                   label: int | None = None, scale: int = scale_q) -> Response:
         z = ex.latent_map(method).proj.to_latent(np.array([[x, y]]))
         return png(ex.png(ex.decode(z, label), scale=scale))
 
@@ -181,17 +197,10 @@ def create_app(run_dir: str | Path | Explorer, data: str | None = None,
 
     @app.get("/api/denoise.png")
     def denoise(index: int = Query(..., ge=0), noise: float = Query(..., ge=0, le=1), seed: int = Query(0, ge=0),
-                scale: int = Scale) -> Response:
+                scale: int = scale_q) -> Response:
         return png(ex.png(ex.denoise(index, noise, seed), nrow=3, scale=scale))
 
     return app
-
-
-def host_name(header: str) -> str:
-    """The host of a Host header without its port: '127.0.0.1:8000' -> '127.0.0.1', '[::1]:8000' -> '::1'."""
-    if header.startswith("["):
-        return header[1:].split("]", 1)[0]
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -208,16 +217,60 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, data: str | None = None) -> None:
-    """Run the explorer with uvicorn until interrupted."""
-    import uvicorn
+def readable(e: RequestValidationError, route: Any) -> str:
+    """FastAPI's validation errors as one sentence per parameter, with its allowed range:
+    'n: Input should be less than or equal to 64 (got 1000); allowed: 1..64'."""
+    out = []
+    for err in e.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        name = ".".join(loc[1:]) or "body"
+        text = f"{name}: {err.get('msg', 'invalid')}"
+        if "input" in err and err["type"] != "missing" and len(repr(err["input"])) < 60:
+            text += f" (got {err['input']})"
+        allowed = _allowed(route, err.get("loc", ()))
+        out.append(text + (f"; allowed: {allowed}" if allowed else ""))
+    return "; ".join(out)
 
+
+def _allowed(route: Any, loc: tuple) -> str | None:
+    """The declared range of the query parameter or body field at `loc`, e.g. '1..64', '> 0 and <= 10'."""
+    if len(loc) < 2 or route is None or not hasattr(route, "dependant"):
+        return None
+    info = None
+    if loc[0] == "query":
+        info = next((f.field_info for f in route.dependant.query_params if f.alias == loc[1]), None)
+    elif loc[0] == "body":
+        for f in route.dependant.body_params:
+            model = f.field_info.annotation
+            if isinstance(model, type) and issubclass(model, BaseModel) and loc[1] in model.model_fields:
+                info = model.model_fields[loc[1]]
+    if info is None:
+        return None
+    b = {k: getattr(m, k) for m in info.metadata for k in ("ge", "gt", "le", "lt", "min_length", "max_length")
+         if getattr(m, k, None) is not None}
+    if "ge" in b and "le" in b:
+        return f"{b['ge']:g}..{b['le']:g}"
+    parts = [f"{op} {b[k]:g}" for k, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")) if k in b]
+    if "min_length" in b or "max_length" in b:
+        parts.append(f"{b.get('min_length', 0)}..{b.get('max_length', 'any')} values")
+    return " and ".join(parts) or None
+
+
+def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, data: str | None = None,
+          limits: Limits | None = None) -> None:
+    """Run the explorer with uvicorn until interrupted."""
     local = host in LOCAL_HOSTS
-    app = create_app(run_dir, data, allowed_hosts=None if local else ["*"])
+    app = create_app(run_dir, data, allowed_hosts=None if local else ["*"], limits=limits)
     shown = f"[{host}]" if ":" in host else host
     print(f"genzoo explorer: {app.state.explorer.run_dir} at http://{shown}:{port}/  (Ctrl+C stops it)", flush=True)
     if not local:
         print(f"warning: listening on {host}, not only on this computer: anyone who can reach this address can use "
               f"the page and the model (there is no login). Use the default --host 127.0.0.1 unless you mean it.",
               flush=True)
+    _run_uvicorn(app, host, port)
+
+
+def _run_uvicorn(app: FastAPI, host: str, port: int) -> None:
+    import uvicorn
+
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)

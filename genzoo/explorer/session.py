@@ -24,11 +24,12 @@ from .. import latent
 from .._io import read_json, write_bytes
 from ..images import grid, png_bytes
 from ..train import rundir as R
-from .uploads import border_level, open_image, to_model_pixels
+from .limits import LimitError, Limits
+from .uploads import WORK_SIDE, border_level, open_image, to_model_pixels
 
 MAP_POINTS = 2000  # test images on the latent map (the first ones of the test split)
 CACHE_DIR = "explorer"  # inside the run directory
-MAX_IMAGES = 64  # per request
+MAX_IMAGES = Limits.max_images  # per request (the default; Explorer.limits holds the server's)
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,12 @@ class Explorer:
     """A run opened for exploring. `run_dir`: a run directory; `data`: the dataset to show (default: the
     run's own, from run.json)."""
 
-    def __init__(self, run_dir: str | Path, data: str | None = None, map_points: int = MAP_POINTS):
+    def __init__(self, run_dir: str | Path, data: str | None = None, map_points: int = MAP_POINTS,
+                 limits: Limits | None = None):
         from ..train.rundir import load
 
         self.run_dir = Path(run_dir)
+        self.limits = limits or Limits()
         model = load(self.run_dir)
         model.requires_grad_(False)
         self.model = model.eval()
@@ -139,7 +142,28 @@ class Explorer:
     # ---- images (all returned in [0, 1], (N, C, H, W), on the CPU) ---------------------------------
     def png(self, x: Tensor, nrow: int | None = None, scale: int = 1) -> bytes:
         """Images in [0, 1] (N, C, H, W) -> PNG bytes (rows of `nrow`; no padding around a single image)."""
+        self.check_picture(len(x), nrow, scale)
         return png_bytes(grid(x.float().cpu(), nrow=nrow, pad=0 if len(x) == 1 else 2), scale)
+
+    def check_picture(self, n: int, nrow: int | None, scale: int) -> None:
+        """LimitError unless a grid of n images (`nrow` per row) at `scale` stays within max_output_pixels."""
+        _, h, w = self.model.config.image_shape
+        pad = 0 if n == 1 else 2
+        nrow = nrow or max(1, int(np.ceil(np.sqrt(n))))
+        rows = -(-n // nrow)
+        gh, gw = rows * (h + pad) + pad, nrow * (w + pad) + pad
+        limit = self.limits.max_output_pixels
+        if gh * gw * scale * scale > limit:
+            fits = int((limit / (gh * gw)) ** 0.5)
+            raise LimitError(f"scale: the picture would be {gw * scale} x {gh * scale} = {gh * gw * scale ** 2:,} "
+                             f"pixels ({n} images of {w} x {h} at scale {scale}); the limit is {limit:,} pixels: "
+                             + (f"use scale at most {fits} here" if fits >= 1 else "ask for fewer images"))
+
+    def check_count(self, name: str, count: int) -> None:
+        """LimitError unless 1 <= count <= max_images."""
+        k = self.limits.max_images
+        if not 1 <= count <= k:
+            raise LimitError(f"{name}: {count} values; allowed: 1..{k} per request")
 
     def _labels(self, label: int | None, n: int) -> Tensor | None:
         """A chosen class for n images of a conditional model, checked; None when no class is chosen."""
@@ -157,6 +181,7 @@ class Explorer:
         """n samples from the model's own sampler, with its own generator seeded by `seed`."""
         if not self.model.can("sample"):
             raise ValueError(f"a {self.model.model_type} model cannot sample")
+        self.check_count("n", n)
         kw: dict[str, Any] = {}
         for name, val in (("temperature", temperature), ("truncation", truncation)):
             if val is not None:
@@ -190,8 +215,7 @@ class Explorer:
             raise ValueError(f"a latent code of this model has {L} numbers; got an array of shape {list(z.shape)}")
         if not torch.isfinite(z).all():
             raise ValueError("latent codes must be finite numbers")
-        if len(z) > MAX_IMAGES:
-            raise ValueError(f"at most {MAX_IMAGES} codes per request; got {len(z)}")
+        self.check_count("z", len(z))
         return z
 
     def decode(self, z: Any, label: int | None = None) -> Tensor:
@@ -214,12 +238,14 @@ class Explorer:
 
     def upload(self, data: bytes, *, fit: bool = False, invert: bool | None = None) -> Tensor:
         """PNG/JPEG bytes -> the model input (1, C, H, W) made of them."""
-        im = open_image(data)
+        side = max(WORK_SIDE, 4 * max(self.model.config.image_shape[1:]))
+        im = open_image(data, self.limits.max_upload_bytes, self.limits.max_pixels, work_side=side)
         px = to_model_pixels(im, self.model.config.image_shape, invert=invert, background=self.background, fit=fit)
         return self.model.prepare(px)
 
     def interpolate(self, a: Any, b: Any, ts: list[float], mode: str) -> Tensor:
         """Points at fractions `ts` of the lerp or slerp path from code a to code b: (K, L)."""
+        self.check_count("ts", len(ts))
         za, zb = self.check_codes(a)[0], self.check_codes(b)[0]
         walk = {"lerp": latent.lerp, "slerp": latent.slerp}[mode]
         return walk(za, zb, torch.tensor(ts, dtype=torch.float64))

@@ -7,7 +7,13 @@ const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
 const state = { info: null, map: null, method: null, pin: null, hover: null, drawing: null };
 
 // ---- talking to the server -------------------------------------------------------------------------------
+// Every API request carries this server's token (from the page's <meta>): the server refuses requests without
+// it, so other web sites cannot drive the model (docs/explorer.md, "Limits").
+const TOKEN = (document.querySelector('meta[name="genzoo-token"]') || {}).content || "";
+
 async function api(url, opts) {
+  opts = { ...(opts || {}) };
+  opts.headers = { ...(opts.headers || {}), "X-Genzoo-Token": TOKEN };
   const r = await fetch(url, opts);
   if (!r.ok) {
     let msg = `${r.status} ${r.statusText}`;
@@ -270,6 +276,9 @@ async function redrawDrawingPlace() {
   drawingChanged();
 }
 
+// The server takes PNG or JPEG bytes as image/png, image/jpeg or application/octet-stream.
+const uploadType = (blob) => (["image/png", "image/jpeg"].includes(blob.type) ? blob.type : "application/octet-stream");
+
 function initDraw(info) {
   const canvas = $("draw"), ctx = canvas.getContext("2d");
   const dark = info.background !== "light";
@@ -278,7 +287,7 @@ function initDraw(info) {
   let last = null, source = null;  // source: the bytes of the last upload until someone draws over it
   const send = live(async (body) => {
     const p = { fit: $("draw-fit").checked, method: state.map ? state.method : null };
-    const r = await getJson(`/api/encode?${query(p)}`, { method: "POST", headers: { "Content-Type": "application/octet-stream" }, body });
+    const r = await getJson(`/api/encode?${query(p)}`, { method: "POST", headers: { "Content-Type": uploadType(body) }, body });
     setImage($("draw-input"), r.input);
     if (r.reconstruction) setImage($("draw-recon"), r.reconstruction);
     state.drawing = { z: r.z, xy: r.xy, method: p.method, image: r.input };
