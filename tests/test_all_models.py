@@ -27,23 +27,37 @@ def outputs(model, x):
             out.append(model.sample(4, labels=labels, generator=g()))
         if model.can("encode"):
             out.append(model.code(x))
+        if model.can("translate"):
+            out.append(model.translate(x))
     return out
+
+
+def data_for(entry) -> str:
+    """A bundled dataset of the kind the model trains on: its class's `example_data`, else mnist-mini for
+    images and the first bundled (mini) dataset of its kind."""
+    if getattr(entry.model_class, "example_data", None):
+        return entry.model_class.example_data
+    kind = getattr(entry.model_class, "data_kind", "images")
+    if kind == "images":
+        return "mnist-mini"
+    return next(n for n in genzoo.data.names_of_kind(kind) if "mini" in n)
 
 
 @pytest.mark.parametrize("name", registry.names())
 def test_every_model_trains_saves_and_loads(name, tmp_path):
     entry = registry.get(name)
     assert "tiny" in entry.config_class.PRESETS, f"{name} has no tiny preset"
+    data = data_for(entry)
     runs = []
     for i in range(2):
         out = tmp_path / f"r{i}"
-        model = genzoo.train(name, "mnist-mini", out=out, preset="tiny", steps=3, settings=SETTINGS)
+        model = genzoo.train(name, data, out=out, preset="tiny", steps=3, settings=SETTINGS)
         runs.append(out)
     w0, w1 = load_file(runs[0] / R.WEIGHTS), load_file(runs[1] / R.WEIGHTS)
     assert all(torch.equal(w0[k], w1[k]) for k in w0), "same seed must give bitwise identical weights"
     # a train step changes the weights: compare with the initial model built from the same seed
     torch.manual_seed(0)
-    init = genzoo.train(name, "mnist-mini", preset="tiny", steps=0 + 1, settings={**SETTINGS, "lr_schedule": "constant"})
+    init = genzoo.train(name, data, preset="tiny", steps=0 + 1, settings={**SETTINGS, "lr_schedule": "constant"})
     changed = [k for k, v in init.state_dict().items() if k in w0 and v.dtype.is_floating_point
                and not torch.equal(v, w0[k])]
     assert changed, "training changed no weight"
@@ -54,7 +68,7 @@ def test_every_model_trains_saves_and_loads(name, tmp_path):
     # save/load round trip: identical outputs
     loaded = genzoo.load(runs[0])
     assert type(loaded) is type(model) and loaded.config == model.config
-    x = loaded.prepare(genzoo.data.load("mnist-mini", "test").x[:4])
+    x = loaded.prepare(genzoo.data.load(data, "test").x[:4])
     model.eval()
     for a, b in zip(outputs(model, x), outputs(loaded, x)):
         assert torch.equal(a, b)
