@@ -184,3 +184,38 @@ def test_lineage_trains_with_finite_losses(name):
         assert np.isfinite(m.sample(2, labels=torch.tensor([0, 1]) if m.conditional else None).numpy()).all()
     if name == "biggan":  # the EMA copy is never optimised
         assert not any(p.requires_grad for p in m.ema.parameters())
+
+
+def test_attention_command_and_truncated_sampling_from_the_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from genzoo.cli import commands  # noqa: F401
+    from genzoo.cli._app import app
+
+    runs = {}
+    for name in ("sagan", "biggan"):
+        runs[name] = tmp_path / name
+        train(name, "mnist-mini", out=runs[name], preset="tiny", steps=2, batch_size=32, settings=QUIET)
+    import genzoo
+    m = genzoo.load(runs["sagan"])
+    x, beta, grid = m.attention_maps(3, generator=torch.Generator().manual_seed(0))
+    assert grid == (14, 14) and beta.shape == (3, 196, 196) and x.shape == (3, 1, 28, 28)
+    torch.testing.assert_close(beta.sum(-1), torch.ones(3, 196))
+    # the recorded map is G's attention on the features its first block produced from that z
+    G = m.generator
+    with torch.no_grad():
+        z = m.noise(3, torch.Generator().manual_seed(0))
+        h = G.linear(z).reshape(3, G.chans[0], 7, 7)
+        h = G.blocks[0](h)
+        torch.testing.assert_close(beta, G.attn["0"].attention(h))
+    out = tmp_path / "attn.png"
+    r = CliRunner().invoke(app, ["gans", "attention", str(runs["sagan"]), "--pos", "14,10", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert out.stat().st_size > 1000
+    r = CliRunner().invoke(app, ["gans", "attention", str(runs["biggan"]), "--pos", "1,1", "--out", str(out)])
+    assert r.exit_code != 0 and "no self-attention" in r.output
+    npy = tmp_path / "s.npy"
+    r = CliRunner().invoke(app, ["sample", str(runs["biggan"]), "-n", "4", "--labels", "1,1,7,7", "--truncation",
+                                 "0.5", "--out", str(npy)])
+    assert r.exit_code == 0, r.output
+    assert np.load(npy).shape == (4, 28, 28)

@@ -659,6 +659,26 @@ class GAN(GenerativeModel):
             x = F.interpolate(x, size=tuple(c.image_shape[1:]), mode="nearest")
         return x
 
+    @torch.no_grad()
+    def attention_maps(self, n: int, labels: Tensor | None = None, generator: torch.Generator | None = None,
+                       **settings: Any) -> tuple[Tensor, Tensor, tuple[int, int]]:
+        """Samples and where G's self-attention looks: (samples (n, C, H, W) in model space, attention (n, N, N)
+        with row j the distribution over the N = h*w positions that output position j attends to, (h, w) the
+        attention layer's grid). Uses the same (EMA) generator and noise as `sample`."""
+        layers = [m for m in self.averaged(self.generator).modules() if isinstance(m, B.SelfAttention)]
+        if not layers:
+            raise ValueError(f"{self.model_type or 'this GAN'} has no self-attention in its generator (train a sagan, "
+                             f"or arch=resnet with attention > 0)")
+        att = layers[0]
+        att.keep_attention = True
+        try:
+            x = self.sample(n, labels=labels, generator=generator, **settings)
+        finally:
+            att.keep_attention = False
+        beta, att.last_attention = att.last_attention, None
+        h = self.config.attention_res
+        return x, beta, (h, beta.shape[-1] // h)
+
     def to_unit(self, x: Tensor) -> Tensor:
         if self.config.points:
             raise ValueError("2-D point samples have no image form; plot them with `genzoo gans plot RUN`")
