@@ -74,6 +74,12 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"cannot write {type(o).__name__} to JSON")
 
 
+def genzoo_home() -> Path:
+    """genzoo's per-user folder: $GENZOO_HOME, else ~/.cache/genzoo (folder caches, user classifiers)."""
+    env = os.environ.get("GENZOO_HOME")
+    return Path(env).expanduser() if env else Path("~/.cache/genzoo").expanduser()
+
+
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     try:

@@ -10,6 +10,8 @@ import torch
 # Tests train tiny models: one thread is as fast as two for them and does not collapse when the machine is busy.
 torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # for subprocesses (CLI, torchrun)
+# folder caches and user classifiers ($GENZOO_HOME) go to a temp folder, not the user's ~/.cache/genzoo
+os.environ.setdefault("GENZOO_HOME", __import__("tempfile").mkdtemp(prefix="genzoo-test-home-"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

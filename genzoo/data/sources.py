@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -134,52 +136,204 @@ def load_mnist_mini(split: str, root: Path, download: bool = False) -> Dataset:
 
 # ---- folder:PATH ---------------------------------------------------------------------------------------
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+CACHE_FORMAT = 1
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F", "P;L")
+
+
+class FolderWarning(UserWarning):
+    """An image folder has images far from its common size (they are resized)."""
+
+
+def folder_cache_dir() -> Path:
+    from .._io import genzoo_home
+    return genzoo_home() / "folders"
 
 
 def load_folder(path: str, split: str = "train", size: int | tuple[int, int] | None = None,
-                channels: int | None = None, test_fraction: float = 0.1) -> Dataset:
+                channels: int | None = None, test_fraction: float = 0.1, cache: bool = True,
+                workers: int | None = None) -> Dataset:
     """Images under PATH (PNG/JPEG). Class sub-folders become labels. `PATH/train` and `PATH/test`, when both
     exist, are the splits; otherwise a fixed hash of each file name puts `test_fraction` of them in test.
-    Every image is resized to `size` (int or (H, W)), else to the first image's size; `channels` 1 or 3,
-    else taken from the first image."""
-    from PIL import Image, UnidentifiedImageError
 
+    Every image is resized to `size` (int or (H, W)), else to the folder's most common image size (a warning
+    names images more than 2x off it); `channels` 1 or 3, else the majority of the images' modes.
+
+    Decoded once, in parallel (`workers` threads), into a uint8 cache file under $GENZOO_HOME/folders/
+    (default ~/.cache/genzoo/folders) keyed by the file list with every file's size and modification time and
+    the options: later loads memory-map it (no decoding), a changed, added or removed file makes a new one.
+    `x` is a torch tensor over the copy-on-write memory map, so a folder larger than RAM trains from disk
+    (batches index it; only the pages touched are read)."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")
     split_dirs = (root / "train").is_dir() and (root / "test").is_dir()
     base = root / split if split_dirs else root
-    files = sorted(p for p in base.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = _scan(base)
     if not split_dirs:
-        files = [p for p in files if _in_test(p.relative_to(root), test_fraction) == (split == "test")]
+        files = [f for f in files if _in_test(f[0].relative_to(root), test_fraction) == (split == "test")]
     if not files:
         raise DataError(f"{base}: no PNG/JPEG images found" + ("" if split_dirs else f" for split {split!r}"))
-    class_names = sorted({p.relative_to(base).parts[0] for p in files if len(p.relative_to(base).parts) > 1})
-    if class_names and any(len(p.relative_to(base).parts) == 1 for p in files):
+    rel = [f[0].relative_to(base) for f in files]
+    class_names = sorted({r.parts[0] for r in rel if len(r.parts) > 1})
+    if class_names and any(len(r.parts) == 1 for r in rel):
         raise DataError(f"{base}: mixes images at the top level with class sub-folders; use one or the other")
     if isinstance(size, int):
         size = (size, size)
-    imgs, labels = [], []
-    for p in files:
+    y_np = np.array([class_names.index(r.parts[0]) for r in rel], dtype=np.int64) if class_names else None
+    key_src = json.dumps([CACHE_FORMAT, str(root.resolve()), split, test_fraction, list(size) if size else None,
+                          channels, [[str(r), f[1], f[2]] for r, f in zip(rel, files)]])
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:32]
+    stem = hashlib.sha256(f"{root.resolve()}|{split}".encode()).hexdigest()[:12]
+    meta = {"folder": str(root)}
+    cdir = folder_cache_dir()
+    found = _open_cache(cdir, f"{stem}-{key}") if cache else None
+    if found is not None:
+        x_np, info = found
+        meta.update(cache=str(cdir / f"{stem}-{key}.u8"), cached=True, **info.get("meta", {}))
+        import warnings
+        for msg in meta.get("warnings", []):
+            warnings.warn(msg, FolderWarning, stacklevel=2)
+    else:
+        x_np, info = _decode_folder([f[0] for f in files], base, size, channels, workers, cdir if cache else None,
+                                    f"{stem}-{key}")
+        meta.update(info.get("meta", {}), cached=False)
+        if info.get("path"):
+            meta["cache"] = info["path"]
+    x = _as_tensor(x_np)
+    y = torch.from_numpy(y_np) if y_np is not None else None
+    return Dataset(f"folder:{root}", split, x, y, class_names or None, meta)
+
+
+def _scan(base: Path) -> list[tuple[Path, int, int]]:
+    """(path, size in bytes, mtime in ns) of every image file under `base`, sorted by path (os.scandir: one
+    stat per file, which the cache key needs anyway)."""
+    out: list[tuple[Path, int, int]] = []
+    stack = [base]
+    while stack:
+        d = stack.pop()
+        try:
+            entries = list(os.scandir(d))
+        except OSError as e:
+            raise DataError(f"{d}: cannot list the folder ({e.strerror})") from None
+        for e in entries:
+            if e.is_dir():
+                stack.append(Path(e.path))
+            elif os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and e.is_file():
+                st = e.stat()
+                out.append((Path(e.path), st.st_size, st.st_mtime_ns))
+    out.sort(key=lambda f: str(f[0]))
+    return out
+
+
+def _as_tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(a)
+
+
+def _open_cache(cdir: Path, name: str) -> tuple[np.ndarray, dict] | None:
+    """The cached array (copy-on-write memory map) and its info, or None when absent or incomplete."""
+    info_path, data_path = cdir / f"{name}.json", cdir / f"{name}.u8"
+    try:
+        info = json.loads(info_path.read_text())
+        shape = tuple(info["shape"])
+        if data_path.stat().st_size != int(np.prod(shape)):
+            return None
+        return np.memmap(data_path, dtype=np.uint8, mode="c", shape=shape), info
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _header(p: Path) -> tuple[int, int, str]:
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(p) as im:
+            return im.height, im.width, im.mode
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
+        raise DataError(f"{p}: cannot read image ({e})") from None
+
+
+def _decode_folder(paths: list[Path], base: Path, size: tuple[int, int] | None, channels: int | None,
+                   workers: int | None, cdir: Path | None, name: str) -> tuple[np.ndarray, dict]:
+    """Decode every image (threads: PIL releases the GIL while decoding) into one uint8 (N, C, H, W) array,
+    written to `cdir/name.u8` (atomically; the .json beside it is written last) when `cdir` is given."""
+    import warnings
+    from collections import Counter
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .._io import TEMP_MARK, write_json
+
+    n = len(paths)
+    workers = max(1, workers or min(8, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        headers = list(pool.map(_header, paths, chunksize=256))
+    sizes = Counter((h, w) for h, w, _ in headers)
+    common = sizes.most_common(1)[0][0]
+    meta: dict = {}
+    if size is None:
+        size = common
+    far = [(p, h, w) for p, (h, w, _) in zip(paths, headers)
+           if max(h / size[0], size[0] / h, w / size[1], size[1] / w) > 2]
+    if far:
+        p, h, w = max(far, key=lambda t: t[1] * t[2])
+        msg = (f"{base}: {len(far)} of {n} images are more than 2x off the size {size[0]}x{size[1]} "
+               f"({'chosen' if size != common else 'the most common'}), e.g. {p.relative_to(base)} {h}x{w}; "
+               f"every image is resized to {size[0]}x{size[1]} (pass size= or --image-size to choose another)")
+        warnings.warn(msg, FolderWarning, stacklevel=3)
+        meta["warnings"] = [msg]
+    if len(sizes) > 1:
+        meta["resized"] = sum(c for s, c in sizes.items() if s != tuple(size))
+    if channels is None:
+        grey = sum(1 for _, _, m in headers if m in GREY_MODES)
+        channels = 1 if grey * 2 >= n else 3
+    if channels not in (1, 3):
+        raise ValueError(f"channels={channels}: expected 1 (grey) or 3 (RGB)")
+    shape = (n, channels, size[0], size[1])
+    tmp = final = None
+    if cdir is not None:
+        try:
+            cdir.mkdir(parents=True, exist_ok=True)
+            final = cdir / f"{name}.u8"
+            tmp = cdir / f".{name}.u8{TEMP_MARK}{os.getpid()}"
+            out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
+        except OSError:
+            tmp = final = None
+    if tmp is None:
+        out = np.empty(shape, dtype=np.uint8)
+
+    def work(i: int) -> None:
+        from PIL import Image, UnidentifiedImageError
+        p = paths[i]
         try:
             with Image.open(p) as im:
                 im.load()
-                if channels is None:
-                    channels = 1 if im.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
                 im = im.convert("L" if channels == 1 else "RGB")
-                if size is None:
-                    size = (im.height, im.width)
                 if (im.height, im.width) != tuple(size):
                     im = im.resize((size[1], size[0]), Image.BILINEAR)
                 a = np.asarray(im, dtype=np.uint8)
         except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
             raise DataError(f"{p}: cannot read image ({e})") from None
-        imgs.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
-        if class_names:
-            labels.append(class_names.index(p.relative_to(base).parts[0]))
-    x = torch.from_numpy(np.stack(imgs))
-    y = torch.tensor(labels, dtype=torch.int64) if class_names else None
-    return Dataset(f"folder:{root}", split, x, y, class_names or None, {"folder": str(root)})
+        out[i] = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(work, range(n), chunksize=64))
+    except BaseException:
+        if tmp is not None:
+            del out
+            tmp.unlink(missing_ok=True)
+        raise
+    if tmp is None:
+        return out, {"meta": meta}
+    out.flush()
+    del out
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    for old in cdir.glob(f"{name.split('-')[0]}-*"):  # older caches of this folder and split: files changed
+        if not old.name.startswith(name):
+            old.unlink(missing_ok=True)
+    info = {"shape": list(shape), "files": n, "folder": str(base), "meta": meta}
+    write_json(cdir / f"{name}.json", info)
+    return np.memmap(final, dtype=np.uint8, mode="c", shape=shape), {"meta": meta, "path": str(final)}
 
 
 def _in_test(rel: Path, fraction: float) -> bool:

@@ -141,7 +141,8 @@ def _why_not(group: str, model, extractor, has_labels: bool) -> str | None:
         if not model.can("sample"):
             return f"{model.model_type or type(model).__name__} cannot sample"
         if extractor is None:
-            return "no feature extractor for this dataset (pass extractor=)"
+            return ("no feature extractor for this dataset: train one with `genzoo classifier train DATASET` "
+                    "(evaluate then finds it), or pass extractor=")
         if group in ("is", "modes") and not hasattr(extractor, "probs"):
             return f"extractor {M.extractor_name(extractor)!r} gives no class probabilities"
     elif group in RECON_GROUPS and not model.can("reconstruct"):
@@ -162,10 +163,15 @@ def _why_not(group: str, model, extractor, has_labels: bool) -> str | None:
     return None
 
 
-def default_extractor(dataset: str):
-    """The shipped domain classifier for `dataset`, or None when genzoo ships none."""
-    from .classifier import CLASSIFIER_FOR, get_classifier
-    return get_classifier(dataset) if dataset in CLASSIFIER_FOR else None
+def default_extractor(dataset: str, image_shape: tuple[int, ...] | None = None):
+    """The extractor for `dataset`: the shipped domain classifier, else the one `genzoo classifier train
+    DATASET` stored in $GENZOO_HOME/classifiers/ (named with its test accuracy), else None. None too when it
+    takes another image shape than `image_shape`."""
+    from .classifier import find_classifier
+    clf = find_classifier(dataset)
+    if clf is not None and image_shape is not None and tuple(clf.image_shape) != tuple(image_shape):
+        return None
+    return clf
 
 
 # ---- the protocol ----------------------------------------------------------------------------------------
@@ -199,7 +205,7 @@ def evaluate(run_or_model, metrics: str | list[str] | None = None, data: str | N
             raise ValueError("evaluate(model, ...): pass data= (the dataset name) when giving a model, not a run")
     if n < 2:
         raise ValueError(f"n={n}: expected at least 2 images")
-    if model.can("translate") and model.data_kind == "paired":  # pix2pix, srgan: evaluate/translation.py
+    if model.can("translate") and model.data_kind in ("paired", "unpaired"):  # pix2pix, srgan, cyclegan
         from .translation import evaluate_translation
         return evaluate_translation(model, data, metrics=metrics, n=n, seed=seed, batch_size=batch_size, root=root,
                                     run=run, classifier=extractor, kid_subsets=kid_subsets,
@@ -207,12 +213,15 @@ def evaluate(run_or_model, metrics: str | list[str] | None = None, data: str | N
     groups = parse_metrics(metrics)
     test = gdata.load(data, "test", root=root)
     test = random_subset(test, n, seed)
-    if extractor is None and any(g in SAMPLE_GROUPS for g in groups) and tuple(test.shape) == (1, 28, 28):
-        extractor = default_extractor(data)
+    if extractor is None and any(g in SAMPLE_GROUPS for g in groups):
+        extractor = default_extractor(data, tuple(test.shape))
     ext_name = M.extractor_name(extractor) if extractor is not None else None
+    ext_info = getattr(extractor, "info", None) if extractor is not None else None
 
     result: dict[str, Any] = {"model_type": model.model_type, "run": str(run) if run else None, "data": data,
                               "n": len(test), "seed": seed, "extractor": ext_name, "metrics": {}, "skipped": {}}
+    if isinstance(ext_info, dict) and "test_accuracy" in ext_info:
+        result["extractor_test_accuracy"] = ext_info["test_accuracy"]
     todo = []
     for g in groups:
         why = _why_not(g, model, extractor, test.y is not None)
