@@ -153,7 +153,7 @@ def read_image(path: Path, channels: int | None = None) -> np.ndarray:
             im.load()
             if channels is None:
                 channels = 1 if im.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
-            a = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+            a = np.array(im.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
         raise DataError(f"{path}: cannot read image ({e})") from None
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
