@@ -4,9 +4,13 @@ For each case (model family) the methods run alternately for several rounds (the
 we report the median images/s of each, the spread, and the ratio to the hand-written loop over pre-loaded tensors.
 
     python benchmarks/throughput.py [--cases mlp-ae,...] [--steps 300] [--rounds 5] [--threads 2]
+                                    [--precisions fp32,bf16] [--no-dataloader]
 
 Targets: MLP AE 784-400-20-400-784: genzoo >= 0.95x the hand-written loop, and faster than the tutorial-style
-per-sample Dataset + DataLoader loop.
+per-sample Dataset + DataLoader loop. Issue 16 (the fast path): genzoo with its fp32 defaults >= 1.3x the hand
+loop on the conv AE and DCGAN, >= 1.15x on the MLP VAE and AE; `genzoo bf16` (precision=bf16) >= 1.7x on the
+MLP VAE, conv AE and DCGAN. Every case gets one `genzoo <precision>` method per entry of --precisions beyond
+fp32 (a case is a dict of methods: add one with `engine_method(name, ds, train={...}, **model_settings)`).
 """
 from __future__ import annotations
 
@@ -37,14 +41,18 @@ def load_data() -> gd.Dataset:
         return gd.load("mnist-mini", "train")
 
 
-def engine_method(name: str, ds: gd.Dataset, **settings) -> Callable[[int], float]:
-    """genzoo's engine with its progress bar, metrics.csv every 50 steps and checkpoints; loop seconds only."""
+PRECISIONS = ["fp32"]  # set by --precisions: each beyond fp32 adds a "genzoo <precision>" method to every case
+
+
+def engine_method(name: str, ds: gd.Dataset, train: dict | None = None, **settings) -> Callable[[int], float]:
+    """genzoo's engine with its progress bar, metrics.csv every 50 steps and checkpoints; loop seconds only.
+    `train`: TrainConfig fields (precision=..., channels_last=...), else the defaults."""
 
     def run(steps: int) -> float:
         torch.manual_seed(0)
         model = build_model(name, ds, **settings)
         tc = TrainConfig(steps=steps, batch_size=BATCH, log_every=50, sample_every=0, checkpoint_every=10**9,
-                         validate=False, progress=True)
+                         validate=False, progress=True, **(train or {}))
         with tempfile.TemporaryDirectory() as out:
             from pathlib import Path
             trainer = Trainer(model, ds, tc, Path(out))
@@ -205,6 +213,67 @@ def dcgan_case(ds: gd.Dataset) -> dict[str, Callable[[int], float]]:
     return {"genzoo": engine_method("dcgan", ds, preset="mnist"), "hand-written": run}
 
 
+def lineage_case(name: str, **settings) -> Callable[[gd.Dataset], dict[str, Callable[[int], float]]]:
+    """sagan / biggan / progan at their `mnist` presets. The hand loop takes the same G and D modules from a model
+    built by genzoo and writes the step out: hinge D step + G step (sagan, biggan: class labels, orthogonal
+    regularisation of G, an EMA of G updated by hand); progan at its last stage (phase_images=1): critic step
+    with gradient penalty and drift, then G step, Adam(1e-3, 0, 0.99)."""
+
+    def case(ds: gd.Dataset) -> dict[str, Callable[[int], float]]:
+        from genzoo.nn.blocks import orthogonal_penalty
+
+        def run(steps: int) -> float:
+            torch.manual_seed(0)
+            m = build_model(name, ds, preset="mnist", **settings).train()
+            c, G, D = m.config, m.generator, m.discriminator
+            opt_g = torch.optim.Adam(G.parameters(), lr=c.lr_g, betas=c.betas)
+            opt_d = torch.optim.Adam(D.parameters(), lr=c.lr_d, betas=c.betas)
+            prog = c.arch == "progan"
+            g_args = (lambda z, y: G(z, 2, 1.0)) if prog else (lambda z, y: G(z, y))
+            d_args = (lambda x, y: D(x, 2, 1.0)) if prog else (lambda x, y: D(x, y))
+            ema = [p for p in m.ema.module.parameters()] if c.ema else None
+            X, Y = ds.x, ds.y
+            t = time.perf_counter()
+            perm = torch.randperm(len(X))
+            for i in range(steps):
+                j = (i * BATCH) % (len(X) - BATCH)
+                idx = perm[j:j + BATCH]
+                x = X[idx].float() / 127.5 - 1
+                y = Y[idx] if c.conditional else None
+                with torch.no_grad():
+                    fake = g_args(torch.randn(BATCH, c.latent_dim), y)
+                r, f = d_args(x, y), d_args(fake, y)
+                if prog:  # WGAN-GP + drift
+                    eps = torch.rand(BATCH, 1, 1, 1)
+                    xh = (eps * x + (1 - eps) * fake).requires_grad_(True)
+                    (gr,) = torch.autograd.grad(d_args(xh, y).sum(), xh, create_graph=True)
+                    loss_d = f.mean() - r.mean() + 10 * ((gr.flatten(1).norm(dim=1) - 1) ** 2).mean() \
+                        + 0.001 * (r ** 2).mean()
+                else:  # hinge
+                    loss_d = F.relu(1 - r).mean() + F.relu(1 + f).mean()
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+                D.requires_grad_(False)
+                loss_g = -d_args(g_args(torch.randn(BATCH, c.latent_dim), y), y).mean()
+                if c.orthogonal_reg:
+                    loss_g = loss_g + c.orthogonal_reg * orthogonal_penalty(G)
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+                D.requires_grad_(True)
+                if ema is not None:
+                    with torch.no_grad():
+                        torch._foreach_lerp_(ema, [p.detach() for p in G.parameters()], 1 - c.ema)
+                        for b_avg, b in zip(m.ema.module.buffers(), G.buffers()):
+                            b_avg.copy_(b)
+            return time.perf_counter() - t
+
+        return {"genzoo": engine_method(name, ds, preset="mnist", **settings), "hand-written": run}
+
+    return case
+
+
 def training_flops_per_image(case: str, ds: gd.Dataset) -> float:
     """FLOPs of one training step of genzoo's model (every phase, forward + backward; torch's FlopCounterMode
     counts matmuls and convolutions) divided by the real images it consumes."""
@@ -247,6 +316,9 @@ CASES: dict[str, Callable[[gd.Dataset], dict[str, Callable[[int], float]]]] = {
     "conv-ae": conv_ae_case,
     "vae": vae_case,
     "dcgan": dcgan_case,
+    "sagan": lineage_case("sagan", monitor_every=0),
+    "biggan": lineage_case("biggan", monitor_every=0),
+    "progan": lineage_case("progan", monitor_every=0, phase_images=1),
 }
 # cases whose genzoo images/s is also shown as a share of the measured matmul peak
 FLOP_CASES = ("conv-ae", "dcgan")
@@ -254,8 +326,19 @@ FLOP_CASES = ("conv-ae", "dcgan")
 BATCHES_PER_STEP: dict[str, int] = {}
 
 
+ENGINE_CASES = {"mlp-ae": ("ae", {"arch": "mlp", "hidden": (400,), "latent_dim": 20, "loss": "bce"}),
+                "conv-ae": ("ae", {"preset": "conv"}), "vae": ("vae", {"preset": "mlp-784-400-20"}),
+                "dcgan": ("dcgan", {"preset": "mnist"})}
+SKIP: set[str] = set()  # method names left out (--no-dataloader)
+
+
 def measure(case: str, ds: gd.Dataset, steps: int, rounds: int) -> dict[str, list[float]]:
-    methods = CASES[case](ds)
+    methods = {k: v for k, v in CASES[case](ds).items() if k not in SKIP}
+    if case in ENGINE_CASES:
+        name, settings = ENGINE_CASES[case]
+        for p in PRECISIONS:
+            if p != "fp32":
+                methods[f"genzoo {p}"] = engine_method(name, ds, train={"precision": p}, **settings)
     for run in methods.values():  # warm-up (allocator, oneDNN kernels)
         run(max(10, steps // 10))
     ips: dict[str, list[float]] = {m: [] for m in methods}
@@ -273,8 +356,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precisions", default="fp32", help="comma list: fp32 (the `genzoo` method), bf16, fp16")
+    ap.add_argument("--no-dataloader", action="store_true", help="skip the slow per-sample DataLoader method")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    PRECISIONS[:] = args.precisions.split(",")
+    if args.no_dataloader:
+        SKIP.add("per-sample DataLoader")
     ds = load_data()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, {args.steps} steps x "
           f"{args.rounds} rounds, data {ds.name}")

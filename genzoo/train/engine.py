@@ -221,6 +221,7 @@ class Trainer:
         self.pin = self.device.type == "cuda"
         # per phase: the first step whose loss was not finite (_NEVER: none), kept on the device
         self._first_bad = [torch.full((), _NEVER, dtype=torch.long, device=self.device) for _ in self.phases]
+        self._snap: dict[int, tuple[list[str], Tensor]] = {}  # per phase: term names, values at the first bad step
         self._checked_from = 1  # first step of the interval since the last finite-check
         if resume_state is not None:
             self._restore(resume_state)
@@ -431,8 +432,7 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
                 with autocast(self.device, self.precision):
                     total, terms = phase.loss(last)
-                fb = self._first_bad[pi]  # first non-finite step, min(first, this step) where not finite
-                self._first_bad[pi] = torch.where(torch.isfinite(total.detach()), fb, fb.clamp(max=self.step + 1))
+                self._record_finite(pi, total, terms)
                 (total if scaler is None else scaler.scale(total)).backward()
                 if self.dist.enabled:
                     D.average_gradients(phase.params, self.dist.world)
@@ -468,6 +468,19 @@ class Trainer:
             ema.update()
         self.step += 1
 
+    def _record_finite(self, pi: int, total: Tensor, terms: dict[str, Tensor]) -> None:
+        """On the device, no sync: remember the first step whose loss is not finite and every term's value at
+        that step (for the message _check_finite writes at the next log interval or checkpoint)."""
+        fb = self._first_bad[pi]
+        vals = [v.detach().reshape(()) if v.numel() == 1 else v.detach().sum() for v in terms.values()]
+        vals = torch.stack([*vals, total.detach()]).float()  # (terms + 1,)
+        newly = (fb == _NEVER) & ~torch.isfinite(total.detach())
+        self._first_bad[pi] = torch.where(newly, self.step + 1, fb)
+        snap = self._snap.get(pi)
+        if snap is None or snap[0] != list(terms):
+            snap = (list(terms), torch.zeros_like(vals))
+        self._snap[pi] = (snap[0], torch.where(newly, vals, snap[1]))
+
     def _only_train(self, phase: Phase | None) -> None:
         """requires_grad only for this phase's parameters (None: all), so that e.g. a generator step does
         not compute the discriminator's weight gradients for nothing."""
@@ -490,14 +503,12 @@ class Trainer:
         mine = torch.stack(self._first_bad)
         pi = int(torch.argmin(mine)) if int(mine.min()) == lo else -1
         report = None
-        if pi >= 0:
-            phase = self.phases[pi]
-            prefix = f"{phase.name}/" if self.multi_phase else ""
-            bad = [k[len(prefix):] for k, v in self._acc.items()
-                   if k.startswith(prefix) and k != prefix + "loss" and not torch.isfinite(v).all()]
-            value = self._acc.get(prefix + (bad[0] if bad else "loss"))
-            report = (lo, pi, self.dist.rank, bad[0] if bad else "total", phase.name,
-                      float(value) if value is not None else float("nan"))
+        if pi >= 0:  # the terms at that step: the first non-finite one (else the total) is named
+            names, vals = self._snap[pi]
+            vals = vals.tolist()
+            bad = [i for i, v in enumerate(vals[:-1]) if not math.isfinite(v)]
+            term, value = (names[bad[0]], vals[bad[0]]) if bad else ("total", vals[-1])
+            report = (lo, pi, self.dist.rank, term, self.phases[pi].name, value)
         if self.dist.enabled:
             reports = [r for r in D.gather_objects(report, self.dist.world) if r is not None]
             report = min(reports)
