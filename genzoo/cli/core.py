@@ -136,12 +136,20 @@ def sample_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="FILE.png (a grid) or FILE.npy (uint8 N,H,W[,C])"),
     labels: Optional[str] = typer.Option(None, "--labels", help="classes for conditional models, e.g. 3,3,7"),
     truncation: Optional[float] = typer.Option(None, "--truncation", help="GANs: resample |z| > T"),
-    temperature: float = typer.Option(1.0, "--temperature", help="scale of the prior / code Gaussian"),
+    temperature: Optional[float] = typer.Option(None, "--temperature",
+                                                help="scale of the prior / code Gaussian (default 1)"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="diffusion: number of sampling steps (DDIM)"),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="diffusion: ddim (default) | ddpm (all T steps)"),
+    eta: Optional[float] = typer.Option(None, "--eta", help="diffusion: DDIM noise, 0 deterministic .. 1 DDPM-like"),
+    guidance: Optional[float] = typer.Option(None, "--guidance",
+                                             help="diffusion: classifier-free guidance scale (0 unconditional, "
+                                                  "1 conditional, > 1 guided)"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Draw samples from a trained model.
 
-    Example: genzoo sample runs/ae -n 64 --out samples.npy
+    Example: genzoo sample runs/ae -n 64 --out samples.npy;
+    genzoo sample runs/ddpm -n 64 --steps 50 --labels 3,3,7 --guidance 3 --out s.png
     """
     import torch
     from ..images import save_images
@@ -160,9 +168,17 @@ def sample_cmd(
         if len(lab) != n:
             raise ValueError(f"--labels gives {len(lab)} labels for -n {n}; give one label or n of them")
         y = torch.tensor(lab)
-    kw = {"temperature": temperature}
-    if truncation is not None:
-        kw["truncation"] = truncation
+    # sampler settings go through one path, model.sample(**settings); a setting it does not take is an error
+    kw = {k: v for k, v in (("temperature", temperature), ("truncation", truncation), ("steps", steps),
+                            ("sampler", sampler), ("eta", eta), ("guidance", guidance)) if v is not None}
+    import inspect
+    params = inspect.signature(model.sample).parameters.values()
+    accepted = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD or p.kind is p.KEYWORD_ONLY]
+    accepted = [a for a in accepted if a not in ("n", "labels", "generator")]
+    bad = [k for k in kw if k not in accepted]
+    if bad:
+        raise ValueError(f"{run}: a {model.model_type} model's sample takes no {', '.join('--' + k for k in bad)} "
+                         f"(its settings: {', '.join('--' + a for a in accepted) or 'none'})")
     with torch.no_grad():
         x = model.sample(n, labels=y, generator=torch.Generator().manual_seed(seed), **kw)
     wrote(save_images(model.to_unit(x), out))
