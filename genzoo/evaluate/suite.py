@@ -8,7 +8,9 @@ Metric groups (names for `metrics=` and `genzoo evaluate --metrics`) and what ea
                                   `modes` (mode coverage); Naeem et al.'s coverage is in `dc`.
     mse, psnr, ssim               a model that can `reconstruct`; on the test split, images in [0, 1]
     elbo, nll                     a model with a likelihood (vae, cvae; genzoo/evaluate/likelihood.py): nats per
-                                  image on the test split, binarised the way the run was trained
+                                  image on the test split, binarised the way the run was trained; a model with its
+                                  own bound `nll_bound(x)` (ddpm: the variational bound, Ho et al. eq. 5) gives
+                                  `nll` as that upper bound on -log p(x) and `nll_bits_per_dim`
     probe, knn                    a model that can `encode`, and a labelled dataset
 
 The reference set is a seeded random sample of `n` images of the test split (stratified by class where it has
