@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 import socket
 import statistics
 import tempfile
@@ -28,6 +29,7 @@ import uvicorn
 from PIL import Image
 
 from genzoo.explorer import create_app
+from genzoo.explorer.limits import TOKEN_HEADER
 
 MODELS = [("ae", "mlp-784-400-20"), ("vae", "mlp-784-400-20"), ("ae", "conv"), ("vae", "conv")]
 TARGET_MS = 100.0
@@ -79,6 +81,14 @@ def canvas_png() -> bytes:
     return buf.getvalue()
 
 
+def page_token(client: httpx2.Client) -> str:
+    """The token the explorer's page carries (every /api/ request but /api/info must send it)."""
+    m = re.search(r'<meta name="genzoo-token" content="([^"]+)">', client.get("/").text)
+    if not m:
+        raise RuntimeError("the explorer's page carries no genzoo-token")
+    return m.group(1)
+
+
 def requests_for(client: httpx2.Client, info: dict) -> dict[str, callable]:
     L = info["latent_dim"]
     method = info["map_methods"][0]
@@ -95,7 +105,8 @@ def requests_for(client: httpx2.Client, info: dict) -> dict[str, callable]:
         "attribute sliders": lambda i: client.post("/api/attributes.png", json={"z": z[0], "alphas": {3: 1.0}}),
         "canvas upload: encode + reconstruct": lambda i: client.post("/api/encode",
                                                                      params={"fit": True, "method": method},
-                                                                     content=png),
+                                                                     content=png,
+                                                                     headers={"content-type": "image/png"}),
         "16 samples": lambda i: client.get("/api/samples.png", params={"n": 16, "seed": i}),
     }
 
@@ -116,6 +127,7 @@ def summary(ms: list[float]) -> str:
 def bench(run: Path, n: int) -> list[tuple[str, list[float], float]]:
     rows = []
     with Served(run) as url, httpx2.Client(base_url=url, timeout=60) as client:
+        client.headers[TOKEN_HEADER] = page_token(client)
         info = client.get("/api/info").json()
         print(f"\n{run.name}: {info['model_type']}, latent {info['latent_dim']}, "
               f"{info['parameters']:,} parameters")

@@ -42,7 +42,7 @@ SECURITY_HEADERS = {
 class Codes(BaseModel):
     z: list[list[float]] = Field(..., min_length=1, description="latent codes (M, L), M <= max_images")
     label: int | None = None
-    scale: int = Field(1, ge=1, le=Limits.max_scale)
+    scale: int = Field(1, description="nearest-neighbour upscaling, 1..max_scale")
 
 
 class Path2(BaseModel):
@@ -51,14 +51,14 @@ class Path2(BaseModel):
     mode: Literal["lerp", "slerp"] = "lerp"
     ts: list[float] = Field(..., min_length=1, description="fractions of the path, at most max_images")
     label: int | None = None
-    scale: int = Field(1, ge=1, le=Limits.max_scale)
+    scale: int = Field(1, description="nearest-neighbour upscaling, 1..max_scale")
 
 
 class Shift(BaseModel):
     z: list[float]
     alphas: dict[int, float] = Field(..., description="class index -> distance along its direction")
     label: int | None = None
-    scale: int = Field(1, ge=1, le=Limits.max_scale)
+    scale: int = Field(1, description="nearest-neighbour upscaling, 1..max_scale")
 
 
 def png(data: bytes) -> Response:

@@ -146,7 +146,10 @@ class Explorer:
         return png_bytes(grid(x.float().cpu(), nrow=nrow, pad=0 if len(x) == 1 else 2), scale)
 
     def check_picture(self, n: int, nrow: int | None, scale: int) -> None:
-        """LimitError unless a grid of n images (`nrow` per row) at `scale` stays within max_output_pixels."""
+        """LimitError unless `scale` is 1..max_scale and a grid of n images (`nrow` per row) at `scale` stays
+        within max_output_pixels."""
+        if not 1 <= scale <= self.limits.max_scale:
+            raise LimitError(f"scale: {scale} is out of range; allowed: 1..{self.limits.max_scale}")
         _, h, w = self.model.config.image_shape
         pad = 0 if n == 1 else 2
         nrow = nrow or max(1, int(np.ceil(np.sqrt(n))))
