@@ -299,6 +299,9 @@ class DDPM(GenerativeModel):
             if steps not in (None, c.timesteps):
                 raise ValueError(f"sampler=ddpm runs all {c.timesteps} steps (got steps={steps}); use sampler=ddim "
                                  f"for fewer steps (eta=1 is its stochastic form)")
+            if eta:
+                raise ValueError(f"eta={eta} is a DDIM setting; sampler=ddpm draws its noise from the posterior "
+                                 f"(use sampler=ddim with eta)")
             ts = list(range(c.timesteps - 1, -1, -1))
         else:
             ts = ddim_timesteps(c.timesteps, min(c.sample_steps, c.timesteps) if steps is None else int(steps))
