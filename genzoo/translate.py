@@ -61,7 +61,7 @@ def split_sources(ds: gdata.Dataset, direction: str | None) -> tuple[Tensor, Ten
 def translate_split(model, data: str, split: str = "test", n: int = 16, direction: str | None = None,
                     root=None) -> tuple[Tensor, Tensor, Tensor | None]:
     """The first `n` sources of `data`'s `split`, their translations and their targets (None when the data
-    has no aligned targets), all in [0, 1]."""
+    has no aligned targets; for a two-direction model, the translations translated back), all in [0, 1]."""
     if n < 1:
         raise ValueError(f"-n {n}: expected the number of images, an integer >= 1")
     direction = check_direction(model, direction)
@@ -69,7 +69,18 @@ def translate_split(model, data: str, split: str = "test", n: int = 16, directio
     xs, ts = split_sources(ds, direction)
     xs = xs[:n]
     out = translate_tensor(model, xs, direction)
+    back = reverse_direction(model, direction)
+    if ts is None and back is not None:  # two-direction models (cyclegan): the third row is the cycle back
+        return xs.float() / 255, out, translate_tensor(model, (out * 255).round().to(torch.uint8), back)
     return xs.float() / 255, out, None if ts is None else ts[:n].float() / 255
+
+
+def reverse_direction(model, direction: str | None) -> str | None:
+    """The other direction of a model with exactly two (a2b <-> b2a), else None."""
+    dirs = tuple(getattr(model, "directions", ("a2b",)))
+    if len(dirs) != 2:
+        return None
+    return dirs[1] if (direction or dirs[0]) == dirs[0] else dirs[0]
 
 
 def _display(x: Tensor, like: Tensor) -> Tensor:
@@ -129,8 +140,8 @@ def translate_array(model, a: np.ndarray, direction: str | None = None) -> np.nd
     if a.dtype != np.uint8:
         raise ValueError(f"expected a uint8 image, got dtype {a.dtype}")
     direction = check_direction(model, direction)
-    c = model.config.image_shape[0]
-    x = torch.from_numpy(np.ascontiguousarray(_as_model_channels(a, c)))[None]  # (1, c, H, W)
+    c = model.source_shape(direction)[0] if hasattr(model, "source_shape") else model.config.image_shape[0]
+    x = torch.from_numpy(np.array(_as_model_channels(a, c)))[None]  # (1, c, H, W)
     return to_uint8(translate_tensor(model, x, direction))[0]
 
 
@@ -167,7 +178,7 @@ def read_inputs(path: str | Path) -> list[tuple[str, np.ndarray]]:
         with Image.open(p) as im:
             im.load()
             grey = im.mode in ("1", "L", "LA", "I", "I;16", "F")
-            a = np.asarray(im.convert("L" if grey else "RGB"), dtype=np.uint8)
+            a = np.array(im.convert("L" if grey else "RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
         raise ValueError(f"{p}: cannot read image ({e})") from None
     return [(p.stem, a)]

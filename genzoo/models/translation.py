@@ -339,13 +339,13 @@ class SRGAN(_Paired):
         if self.discriminator is not None:
             init_normal(self.discriminator)
         self.register_buffer("initialised", torch.zeros((), dtype=torch.long))
-        self.__dict__["_phi"] = None
+        self.__dict__["_phi_model"] = None
 
     def _phi(self) -> nn.Module:
-        phi = self.__dict__["_phi"]
+        phi = self.__dict__["_phi_model"]
         if phi is None:  # not a submodule: the classifier's weights are genzoo's, not this run's
             from ..evaluate.classifier import get_classifier
-            phi = self.__dict__["_phi"] = get_classifier(self.config.perceptual)
+            phi = self.__dict__["_phi_model"] = get_classifier(self.config.perceptual)
         return phi.to(self.device)
 
     def _d_input(self, batch: Batch, image: Tensor) -> Tensor:
