@@ -348,6 +348,34 @@ def test_heavy_requests_beyond_workers_and_queue_get_503(run_dir, monkeypatch):
     assert c.get("/api/samples.png", params={"n": 1}).status_code == 200
 
 
+def test_a_request_waiting_too_long_for_a_worker_gets_503(run_dir, monkeypatch):
+    app = create_app(run_dir, allowed_hosts=["testserver"], limits=Limits(workers=1, queue=4, queue_wait_s=0.3))
+    ex, c = app.state.explorer, client_for(app)
+    started, release = threading.Event(), threading.Event()
+    real = ex.samples
+
+    def slow(*a, **k):
+        started.set()
+        assert release.wait(20)
+        return real(*a, **k)
+    monkeypatch.setattr(ex, "samples", slow)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(c.get, "/api/samples.png", params={"n": 1})
+        assert started.wait(20)
+        t = time.monotonic()
+        r = c.get("/api/code", params={"index": 0})
+        waited = time.monotonic() - t
+        release.set()
+        assert first.result().status_code == 200
+    assert r.status_code == 503 and r.headers["retry-after"] == "1" and 0.3 <= waited < 5
+
+
+def test_seed_range_is_stated_in_integers(client):
+    r = client.get("/api/samples.png", params={"seed": -1})
+    assert r.status_code == 422
+    assert "seed" in r.json()["detail"] and "allowed: >= 0 and < 9223372036854775808" in r.json()["detail"]
+
+
 def test_memory_is_returned_when_the_last_heavy_request_ends(client, app, monkeypatch):
     import genzoo.explorer.limits as L
     calls = []

@@ -248,9 +248,11 @@ def _allowed(route: Any, loc: tuple) -> str | None:
         return None
     b = {k: getattr(m, k) for m in info.metadata for k in ("ge", "gt", "le", "lt", "min_length", "max_length")
          if getattr(m, k, None) is not None}
+    def num(v) -> str:
+        return str(v) if isinstance(v, int) else f"{v:g}"
     if "ge" in b and "le" in b:
-        return f"{b['ge']:g}..{b['le']:g}"
-    parts = [f"{op} {b[k]:g}" for k, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")) if k in b]
+        return f"{num(b['ge'])}..{num(b['le'])}"
+    parts = [f"{op} {num(b[k])}" for k, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")) if k in b]
     if "min_length" in b or "max_length" in b:
         parts.append(f"{b.get('min_length', 0)}..{b.get('max_length', 'any')} values")
     return " and ".join(parts) or None

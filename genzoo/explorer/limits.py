@@ -65,7 +65,7 @@ class Limits:
     def __post_init__(self):
         for f in fields(self):
             v = getattr(self, f.name)
-            least = 0 if f.name == "queue" else 1
+            least = {"queue": 0, "queue_wait_s": 0.01}.get(f.name, 1)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < least:
                 raise ValueError(f"limit {f.name} must be a number >= {least}; got {v!r}")
 
