@@ -14,7 +14,11 @@ const TOKEN = (document.querySelector('meta[name="genzoo-token"]') || {}).conten
 async function api(url, opts) {
   opts = { ...(opts || {}) };
   opts.headers = { ...(opts.headers || {}), "X-Genzoo-Token": TOKEN };
-  const r = await fetch(url, opts);
+  let r = await fetch(url, opts);
+  for (let i = 0; r.status === 503 && i < 5; i++) {  // busy: come back after Retry-After seconds
+    await new Promise((done) => setTimeout(done, 1000 * Math.min(10, Number(r.headers.get("Retry-After")) || 1)));
+    r = await fetch(url, opts);
+  }
   if (!r.ok) {
     let msg = `${r.status} ${r.statusText}`;
     try {
