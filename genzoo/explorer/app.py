@@ -132,8 +132,10 @@ def create_app(run_dir: str | Path | Explorer, data: str | None = None,
     def samples(n: int = n_images, seed: int = Query(0, ge=0, lt=2**63),
                 label: int | None = None, temperature: float | None = Query(None, gt=0, le=10),
                 truncation: float | None = Query(None, gt=0, le=10), scale: int = scale_q) -> Response:
+        nrow = int(np.ceil(np.sqrt(n)))
+        ex.check_picture(n, nrow, scale)  # before sampling: an oversized picture costs nothing
         x = ex.samples(n, seed, label, temperature, truncation)
-        return png(ex.png(x, nrow=int(np.ceil(np.sqrt(n))), scale=scale))
+        return png(ex.png(x, nrow=nrow, scale=scale))
 
     @app.get("/api/test.png")
     def test_image(index: int = Query(..., ge=0), scale: int = scale_q) -> Response:
