@@ -110,6 +110,11 @@ def evaluate_translation(model, data: str, *, metrics: str | list[str] | None = 
     from .._io import write_json
     from .suite import DOMAIN_NOTE
 
+    if getattr(model, "data_kind", "paired") == "unpaired":  # two domains, per direction: evaluate/cycle.py
+        from .cycle import evaluate_cycle
+        return evaluate_cycle(model, data, metrics=metrics, n=n, seed=seed, batch_size=batch_size, root=root,
+                              run=run, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, out=out,
+                              strict=strict)
     t0 = time.perf_counter()
     groups = parse(metrics)
     test = gdata.load(data, "test", root=root)

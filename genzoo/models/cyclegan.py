@@ -233,6 +233,10 @@ class CycleGAN(GenerativeModel):
                              f"{direction[0].upper()}, got {tuple(x.shape)}")
         return (self.gen_ab if direction == "a2b" else self.gen_ba)(x)
 
+    def source_shape(self, direction: str | None = "a2b") -> tuple[int, int, int]:
+        """(C, H, W) of the images `translate(x, direction)` takes: domain A's for a2b, domain B's for b2a."""
+        return tuple(self.config.target_shape if direction == "b2a" else self.config.image_shape)
+
     # ---- training --------------------------------------------------------------------------------------
     @property
     def lr_factor(self) -> float:
