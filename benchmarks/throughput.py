@@ -311,6 +311,85 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t
 
 
+def pix2pix_case(ds: gd.Dataset) -> dict[str, Callable[[int], float]]:
+    """pix2pix at its `mnist` preset on edges -> digit (mnist-edges, or mnist-mini-edges without full MNIST):
+    U-Net 32-64-128-256 and a 34x34 PatchGAN on the (source, image) pair. The hand loop takes G and D from a
+    model built by genzoo and writes the step out in genzoo's order: G step (BCE + 100 L1, D frozen), then the
+    halved D step on the same batch and the detached G(x); Adam(2e-4, betas (0.5, 0.999))."""
+    pds = gd.load("mnist-edges" if ds.name == "mnist" else "mnist-mini-edges", "train")
+
+    def run(steps: int) -> float:
+        torch.manual_seed(0)
+        m = build_model("pix2pix", pds, preset="mnist").train()
+        G, D = m.generator, m.discriminator
+        opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        X, T = pds.x, pds.target
+        t = time.perf_counter()
+        perm = torch.randperm(len(X))
+        for i in range(steps):
+            j = (i * BATCH) % (len(X) - BATCH)
+            idx = perm[j:j + BATCH]
+            x, y = X[idx].float() / 127.5 - 1, T[idx].float() / 127.5 - 1
+            D.requires_grad_(False)
+            fake = G(x)
+            pf = D(torch.cat([x, fake], 1))
+            loss_g = F.binary_cross_entropy_with_logits(pf, torch.ones_like(pf)) + 100 * (y - fake).abs().mean()
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            D.requires_grad_(True)
+            fake = fake.detach()
+            pr, pf = D(torch.cat([x, y], 1)), D(torch.cat([x, fake], 1))
+            loss_d = 0.5 * (F.binary_cross_entropy_with_logits(pr, torch.ones_like(pr))
+                            + F.binary_cross_entropy_with_logits(pf, torch.zeros_like(pf)))
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+        return time.perf_counter() - t
+
+    return {"genzoo": engine_method("pix2pix", pds, preset="mnist"), "hand-written": run}
+
+
+def ddpm_case(ds: gd.Dataset) -> dict[str, Callable[[int], float]]:
+    """The `ddpm` model at its `mnist` preset (U-Net 16-32-64, one block per level, attention in the middle,
+    cosine schedule, T = 1000, eps-prediction, EMA 0.999): L_simple at a uniform t, Adam(5e-4). The hand loop
+    builds the same U-Net class and writes the step out: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, MSE to
+    eps, Adam step, EMA update of a copy of the weights."""
+    import copy
+    import math
+
+    from genzoo.nn.diffusion_unet import DiffusionUNet
+
+    def run(steps: int) -> float:
+        torch.manual_seed(0)
+        net = DiffusionUNet((1, 28, 28), (16, 32, 64), 1, False, 8, 0.0, 0)
+        ema = copy.deepcopy(net).requires_grad_(False)
+        opt = torch.optim.Adam(net.parameters(), lr=5e-4)
+        T, s = 1000, 0.008
+        f = [math.cos((i / T + s) / (1 + s) * math.pi / 2) ** 2 for i in range(T + 1)]
+        betas = torch.tensor([min(1 - f[i + 1] / f[i], 0.999) for i in range(T)], dtype=torch.float64)
+        abar = torch.cumprod(1 - betas, 0).float()
+        X = ds.x
+        t0 = time.perf_counter()
+        perm = torch.randperm(len(X))
+        for i in range(steps):
+            j = (i * BATCH) % (len(X) - BATCH)
+            x0 = X[perm[j:j + BATCH]].float() / 127.5 - 1  # [-1, 1]
+            t = torch.randint(T, (BATCH,))
+            eps = torch.randn_like(x0)
+            ab = abar[t].reshape(-1, 1, 1, 1)
+            loss = F.mse_loss(net(ab.sqrt() * x0 + (1 - ab).sqrt() * eps, t), eps)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - 0.999)
+        return time.perf_counter() - t0
+
+    return {"genzoo": engine_method("ddpm", ds, preset="mnist", ema=0.999), "hand-written": run}
+
+
 CASES: dict[str, Callable[[gd.Dataset], dict[str, Callable[[int], float]]]] = {
     "mlp-ae": mlp_ae_case,
     "conv-ae": conv_ae_case,
@@ -319,6 +398,8 @@ CASES: dict[str, Callable[[gd.Dataset], dict[str, Callable[[int], float]]]] = {
     "sagan": lineage_case("sagan", monitor_every=0),
     "biggan": lineage_case("biggan", monitor_every=0),
     "progan": lineage_case("progan", monitor_every=0, phase_images=1),
+    "pix2pix": pix2pix_case,
+    "ddpm": ddpm_case,
 }
 # cases whose genzoo images/s is also shown as a share of the measured matmul peak
 FLOP_CASES = ("conv-ae", "dcgan")
@@ -330,6 +411,7 @@ ENGINE_CASES = {"mlp-ae": ("ae", {"arch": "mlp", "hidden": (400,), "latent_dim":
                 "conv-ae": ("ae", {"preset": "conv"}), "vae": ("vae", {"preset": "mlp-784-400-20"}),
                 "dcgan": ("dcgan", {"preset": "mnist"})}
 SKIP: set[str] = set()  # method names left out (--no-dataloader)
+ABLATE_CHANNELS_LAST: list[bool] = [False]  # --channels-last-ablation: also "genzoo <p> contiguous" (conv cases)
 
 
 def measure(case: str, ds: gd.Dataset, steps: int, rounds: int) -> dict[str, list[float]]:
@@ -339,6 +421,9 @@ def measure(case: str, ds: gd.Dataset, steps: int, rounds: int) -> dict[str, lis
         for p in PRECISIONS:
             if p != "fp32":
                 methods[f"genzoo {p}"] = engine_method(name, ds, train={"precision": p}, **settings)
+            if ABLATE_CHANNELS_LAST[0] and case in FLOP_CASES:
+                methods[f"genzoo {p} contiguous"] = engine_method(
+                    name, ds, train={"precision": p, "channels_last": False}, **settings)
     for run in methods.values():  # warm-up (allocator, oneDNN kernels)
         run(max(10, steps // 10))
     ips: dict[str, list[float]] = {m: [] for m in methods}
@@ -358,11 +443,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precisions", default="fp32", help="comma list: fp32 (the `genzoo` method), bf16, fp16")
     ap.add_argument("--no-dataloader", action="store_true", help="skip the slow per-sample DataLoader method")
+    ap.add_argument("--channels-last-ablation", action="store_true",
+                    help="conv cases: also each precision with channels_last=false")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     PRECISIONS[:] = args.precisions.split(",")
     if args.no_dataloader:
         SKIP.add("per-sample DataLoader")
+    ABLATE_CHANNELS_LAST[0] = args.channels_last_ablation
     ds = load_data()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, {args.steps} steps x "
           f"{args.rounds} rounds, data {ds.name}")

@@ -773,13 +773,13 @@ class GAN(GenerativeModel):
 
     def on_train_end(self, batches) -> None:
         """With an EMA of a generator that has batch norm (dcgan, resnet): recompute the EMA copy's running
-        statistics from its own activations on 20 batches of fresh z (a private RNG, so the global RNG saved in
+        statistics from its own activations on 10 batches of 200 fresh z (a private RNG, so the global RNG saved in
         the checkpoint is untouched), instead of keeping the live generator's statistics."""
         ema = self._modules.get("ema")
         if ema is None or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in ema.module.modules()):
             return
         c, g = self.config, torch.Generator().manual_seed(20_190_101)
-        n = 256
+        n = 200  # x 10 batches: 2,000 samples per statistic
 
         def forward(module: nn.Module) -> None:
             z = torch.randn(n, c.latent_dim, generator=g).to(self.device)
@@ -790,7 +790,7 @@ class GAN(GenerativeModel):
                 oh = self._one_hot(y)
                 module(z if oh is None else torch.cat([z, oh], 1))
 
-        ema.recompute_bn(forward, 20)
+        ema.recompute_bn(forward, 10)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Also reads runs saved before the EMA moved to the engine: their `ema_weights.<name with _>` buffers
