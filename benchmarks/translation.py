@@ -31,13 +31,13 @@ def cases(runs: Path) -> dict[str, dict]:
     return {
         "sr2-mnist": dict(model="srgan", data="mnist-sr2", preset=SR, steps=1100),
         "sr4-mnist": dict(model="srgan", data="mnist-sr4", preset=SR, steps=1100),
-        "sr2-fashion": dict(model="srgan", data="fashion-mnist-sr2", preset=SR, steps=1100),
-        "sr4-fashion": dict(model="srgan", data="fashion-mnist-sr4", preset=SR, steps=1100),
+        "sr2-fashion": dict(model="srgan", data="fashion-mnist-sr2", preset=SR, steps=900),
+        "sr4-fashion": dict(model="srgan", data="fashion-mnist-sr4", preset=SR, steps=900),
         "srgan4-mnist": dict(model="srgan", data="mnist-sr4", preset="mnist", steps=500,
                              settings={"init_from": str(runs / "sr4-mnist"), "gan_weight": 1e-2,
                                        "perceptual": "mnist", "perceptual_weight": 1e-2, "lr": 1e-4}),
-        "p2p-mnist": dict(model="pix2pix", data="mnist-edges", preset="mnist", steps=1200),
-        "l1-mnist": dict(model="pix2pix", data="mnist-edges", preset="mnist", steps=1200,
+        "p2p-mnist": dict(model="pix2pix", data="mnist-edges", preset="mnist", steps=1000),
+        "l1-mnist": dict(model="pix2pix", data="mnist-edges", preset="mnist", steps=1000,
                          settings={"gan_weight": 0.0}),
     }
 
