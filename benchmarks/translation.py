@@ -70,7 +70,16 @@ def main() -> None:
         if name not in known:
             raise SystemExit(f"unknown case {name!r}; known: {', '.join(known)}")
     for name in a.cases:
-        rec = run_case(name, known[name], a.runs, a.steps)
+        start = known[name].get("settings", {}).get("init_from")
+        for _ in range(120):  # a case that starts from another run waits for it (e.g. in a parallel job)
+            if not start or (Path(start) / "run.json").exists() and \
+                    json.loads((Path(start) / "run.json").read_text()).get("status") == "finished":
+                break
+            time.sleep(10)
+        try:
+            rec = run_case(name, known[name], a.runs, a.steps)
+        except Exception as e:  # keep going with the other cases; the record says what failed
+            rec = {"case": name, "error": f"{type(e).__name__}: {e}"}
         line = json.dumps(rec)
         print(line, flush=True)
         if a.out is not None:
