@@ -280,7 +280,8 @@ class CycleGAN(GenerativeModel):
             fake_b, fake_a = self.gen_ab(a), self.gen_ba(b)
             idt_b = self.gen_ab(b) if idt else None
             idt_a = self.gen_ba(a) if idt else None
-        rec_a, rec_b = self.gen_ba(fake_b), self.gen_ab(fake_a)  # F(G(a)), G(F(b))
+        with torch.set_grad_enabled(torch.is_grad_enabled() and (c.lambda_a > 0 or c.lambda_b > 0)):
+            rec_a, rec_b = self.gen_ba(fake_b), self.gen_ab(fake_a)  # F(G(a)), G(F(b)); logged only at lambda 0
         adv_ab = generator_adversarial(c.gan_loss, self.disc_b(fake_b))
         adv_ba = generator_adversarial(c.gan_loss, self.disc_a(fake_a))
         cyc_a, cyc_b = cycle_loss(a, rec_a), cycle_loss(b, rec_b)
