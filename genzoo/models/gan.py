@@ -739,7 +739,8 @@ class GAN(GenerativeModel):
         f = self.D(self._noisy(self.G(self.noise(len(batch.x)), y)), y).float()  # loss in fp32 under autocast
         loss = losses.gan_g_loss(c.loss, f, c.generator_loss)
         terms = {"d_fake": self._mean_output(f)}
-        self._step_images = len(batch.x) * c.k  # real images this step's discriminator phases consumed
+        world = self.rng.world if self.rng is not None else 1  # under torchrun: every rank's images
+        self._step_images = len(batch.x) * c.k * world  # real images this step's discriminator phases consumed
         if c.orthogonal_reg:
             ortho = B.orthogonal_penalty(self.generator)
             loss = loss + c.orthogonal_reg * ortho
