@@ -285,3 +285,20 @@ def test_srgan_starts_from_a_srresnet_run(sr_run, tmp_path):
     with pytest.raises(ValueError, match="does not fit"):
         genzoo.train("srgan", "mnist-mini-sr2", preset="srresnet", steps=1,
                      settings={**QUIET, "channels": 16, "blocks": 1, "head": 3, "init_from": str(run)})
+
+
+def test_linear_lr_decay_shrinks_each_update():
+    """With lr_decay_start=0, lr_decay_steps=2 the factor is 1, 1/2, 0 at steps 1, 2, 3: the second update is half
+    the undecayed one (same weights and Adam state before it), the third changes nothing."""
+    s = {**QUIET, "channels": 8, "blocks": 1, "head": 3, "lr": 1e-2}
+
+    def gen(steps, **kw):
+        torch.manual_seed(0)
+        m = genzoo.train("srgan", "mnist-mini-sr2", preset="srresnet", steps=steps, settings={**s, **kw})
+        return {k: v.detach().clone() for k, v in m.generator.named_parameters()}
+
+    one, two = gen(1), gen(2)
+    two_d, three_d = gen(2, lr_decay_steps=2), gen(3, lr_decay_steps=2)
+    for k in one:
+        torch.testing.assert_close(two_d[k] - one[k], 0.5 * (two[k] - one[k]), rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(three_d[k], two_d[k])
