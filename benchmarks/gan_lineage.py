@@ -4,8 +4,9 @@
     OMP_NUM_THREADS=1 python benchmarks/gan_lineage.py --sweep runs/bench-lineage/biggan-mnist
     python benchmarks/gan_lineage.py --quick      # every case and the sweep for a few seconds (checks the script)
 
-Training and evaluation are benchmarks/gan_quality.py's (`train_case`: a 300-step calibration run, then resumed
-for as many steps as the CPU budget buys; `evaluate_case`: 10,000 samples vs the 10,000 MNIST test images with
+Training runs in chunks of 250 steps, each a --resume of the run, until the CPU budget is spent (progan's step
+cost grows with its resolution, so a one-off calibration would overshoot); evaluation is
+benchmarks/gan_quality.py's `evaluate_case` (10,000 samples vs the 10,000 MNIST test images with
 the shipped classifier: domain FID, classes >= 5%, smallest class, KL to uniform, and label accuracy for
 conditional models). The sweep samples a trained biggan at truncation T in 0.25, 0.5, 1.0, 1.5, 2.0 (z entries
 with |z| > T redrawn) and reports precision/recall (k = 3), density/coverage (k = 5), classes covered, domain FID
@@ -20,13 +21,14 @@ import argparse
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gan_quality import evaluate_case, train_case  # noqa: E402
+from gan_quality import COMMON, evaluate_case  # noqa: E402
 
 CASES: dict[str, dict[str, Any]] = {
     "sagan-mnist": {"model": "sagan", "data": "mnist", "preset": "mnist", "budget": True, "batch_size": 64,
@@ -37,6 +39,29 @@ CASES: dict[str, dict[str, Any]] = {
                      "settings": {"gif": True, "sample_every": 250}},
 }
 TRUNCATIONS = (0.25, 0.5, 1.0, 1.5, 2.0)
+
+
+def train_budget(case: dict[str, Any], out: Path, budget_min: float, seed: int, chunk: int = 250) -> dict[str, Any]:
+    """Train in chunks of `chunk` steps (each a --resume of the run) until `budget_min` CPU minutes
+    (`time.process_time()`) are spent: a step's cost changes as progan grows, so the next chunk's length comes from
+    the last chunk's cost per step and the budget left."""
+    from genzoo.train import train
+
+    settings = {**COMMON, **case["settings"], "seed": seed, "batch_size": case["batch_size"]}
+    budget = budget_min * 60
+    t0 = time.process_time()
+    steps = min(chunk, 50) if budget_min < 1 else chunk
+    train(case["model"], case["data"], out=out, settings=settings, steps=steps, preset=case.get("preset"))
+    last_steps, last_cost = steps, time.process_time() - t0
+    while True:
+        left = budget - (time.process_time() - t0)
+        n = min(chunk, int(left / (last_cost / last_steps)))
+        if n < 10:
+            break
+        t1 = time.process_time()
+        train(case["model"], case["data"], out=out, resume=True, steps=steps + n)
+        steps, last_steps, last_cost = steps + n, n, time.process_time() - t1
+    return {"steps": steps, "cpu_min": round((time.process_time() - t0) / 60, 2)}
 
 
 @torch.no_grad()
@@ -129,8 +154,8 @@ def main() -> None:
             case["data"], case["preset"] = "mnist-mini", "tiny"
         out = args.out / name
         shutil.rmtree(out, ignore_errors=True)
-        info = train_case(name, {**case, "settings": {**case["settings"], "monitor_every": 1000}}, out, budget,
-                          args.seed)
+        info = train_budget({**case, "settings": {**case["settings"], "monitor_every": 1000, "monitor_samples": 500}},
+                            out, budget, args.seed)
         info.update(evaluate_case(case, out, n))
         results[name] = {"model": case["model"], "data": case["data"], "preset": case["preset"], **info}
         print(json.dumps({name: results[name]}), flush=True)

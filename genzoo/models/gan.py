@@ -286,8 +286,8 @@ class ProGANConfig(GANConfig):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"latent_dim": 8, "channels": 4, "phase_images": 64},
-        # MNIST on a CPU budget (docs/benchmarks.md): widths 64 / 32 / 16 at 7 / 14 / 28, 30,000 images per phase
-        "mnist": {"channels": 16, "phase_images": 30_000},
+        # MNIST on a CPU budget (docs/benchmarks.md): widths 64 / 32 / 16 at 7 / 14 / 28, 25,000 images per phase
+        "mnist": {"channels": 16, "phase_images": 25_000},
     }
 
 
