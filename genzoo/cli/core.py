@@ -40,6 +40,10 @@ def data_list() -> None:
         typer.echo(f"{s.name:<14} {s.summary}")
     typer.echo(f"{'folder:PATH':<14} PNG/JPEG images under PATH; class sub-folders become labels")
     typer.echo(f"{'unpaired:PATH':<14} unpaired: two image domains in CycleGAN's PATH/trainA, trainB, testA, testB")
+    typer.echo(f"{'pix2pix:PATH':<14} paired: pix2pix folders, side-by-side AB images in train/ + test/|val/, or A/ + B/ "
+               f"with matching names")
+    typer.echo(f"{'sr:PATH':<14} paired: super-resolution from any image folder (x4 by default; random crops "
+               f"for training, whole images for test)")
 
 
 @data_app.command("info")
