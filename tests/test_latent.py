@@ -321,7 +321,23 @@ def test_cli_latent_commands(tmp_path, tiny_train):
     assert np.load(tmp_path / "s.npy").shape == (6, 28, 28)
     out = ok("latent", "arithmetic", run, "a - class:1 + class:7", "--let", "a=3", "-n", 500, "--out",
              tmp_path / "a.npy")
-    assert np.load(tmp_path / "a.npy").shape == (4, 28, 28)
+    got = np.load(tmp_path / "a.npy")
+    assert got.shape == (4, 28, 28)
+    # independent: posterior means in numpy, class means over the documented stratified sample of 500
+    import genzoo
+    from genzoo.evaluate.subsets import subset_indices
+    model, test = genzoo.load(run), gd.load("mnist-mini", "test")
+    idx = subset_indices(len(test), 500, test.y, seed=0)
+    with torch.no_grad():
+        codes = model.encode(model.prepare(test.x[idx]))[0].double().numpy()
+        z_a = model.encode(model.prepare(test.x[3:4]))[0].double().numpy()[0]
+    y = test.y[idx].numpy()
+    m1, m7 = codes[y == 1].mean(0), codes[y == 7].mean(0)
+    z = np.stack([z_a, m1, m7, z_a - m1 + m7])
+    with torch.no_grad():
+        ref = model.to_unit(model.decode(torch.from_numpy(z).float())).numpy()[:, 0]  # (4, 28, 28) in [0, 1]
+    assert np.abs(got.astype(np.float64) / 255 - ref).max() <= 1 / 255 + 1e-6
+    assert np.abs(ref[3] - ref[0]).max() > 0.01  # the sum differs from `a` alone (the check can fail)
     out = ok("latent", "smoothness", run, "--pairs", 5, "--steps", 4, "--classifier", "none", "--out",
              tmp_path / "s.json")
     assert '"path_ratio"' in out

@@ -48,7 +48,8 @@ def denoise_cmd(
     model = load_run(run)
     ds = gd.load(run_data(run, data), split)
     m = max(n, min(measure, len(ds)))
-    res = denoise(model, ds.x[:m], noise, seed=seed)
+    from ..evaluate.subsets import subset_indices
+    res = denoise(model, ds.x[subset_indices(len(ds), m, ds.y, seed=0).sort().values], noise, seed=seed)
     k = min(n, m)
     grid = torch.cat([res.clean[:k], res.noisy[:k], res.denoised[:k]])
     wrote(save_grid(grid, out, nrow=k, scale=2))
@@ -72,15 +73,34 @@ def anomaly_cmd(
     steps: Optional[int] = typer.Option(None, "--steps", help="train for this many steps instead of --epochs"),
     seed: int = typer.Option(0, "--seed"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the results as JSON"),
+    ood: Optional[str] = typer.Option(None, "--ood", help="with --run: score this dataset's test images as "
+                                                          "out-of-distribution against the run's own test images"),
+    k: int = typer.Option(100, "--k", help="with --ood: IWAE importance samples for the likelihood score"),
+    n: int = typer.Option(1000, "-n", help="with --ood: test images of each set"),
 ) -> None:
     """One-class anomaly detection: train on the normal class(es) of the train split, score every test
-    image by its reconstruction error, report AUROC and average precision.
+    image by its reconstruction error, report AUROC and average precision. With --run RUN --ood DATA: how
+    well the run's likelihood (IWAE, VAEs) and its reconstruction error tell DATA from its own data.
 
     Example: genzoo anomaly --data mnist --normal 3 --model ae --preset conv --epochs 20
+    Example: genzoo anomaly --run runs/vae-fashion --ood mnist --k 100 -n 1000
     """
     from .. import data as gd
     from .. import applications as A
 
+    if ood is not None:
+        from ..evaluate.ood import ood_detection
+        if run is None:
+            raise ValueError("--ood scores a trained model: give it with --run RUN")
+        res = {"run": str(run), **ood_detection(load_run(run), gd.load(run_data(run, data), "test"),
+                                                 gd.load(ood, "test"), k=k, n=n, seed=seed)}
+        for name in ("nll", "recon"):
+            if f"auroc_{name}" in res:
+                typer.echo(f"AUROC by {'likelihood (IWAE k=' + str(k) + ')' if name == 'nll' else 'reconstruction error'}: "
+                           f"{res[f'auroc_{name}']:.4f}  (mean {name}: {res['in']} {res[f'mean_{name}_in']:.4g}, "
+                           f"{res['ood']} {res[f'mean_{name}_ood']:.4g})")
+        _write_json(out, res)
+        return
     if run is not None:
         if all_classes or normal is None:
             raise ValueError("--run scores one trained model: give the class(es) it was trained on with --normal")

@@ -54,7 +54,8 @@ def likelihood_settings(run_dir: str | Path) -> dict[str, Any]:
 def _batches(model: Any, dataset: Dataset, n: int | None, batch_size: int, binarize: str, seed: int):
     """Model inputs (binarised once with `seed` when asked) and the labels a conditional model needs."""
     check_choice("binarize", binarize, BINARIZE)
-    ds = dataset if n is None else dataset.subset(slice(0, n))
+    from .subsets import random_subset
+    ds = dataset if n is None else random_subset(dataset, n, seed=0)  # seeded, stratified: never the first n
     if binarize != "none":  # one draw of the whole set: the same as genzoo.train's static binarisation for `seed`
         g = torch.Generator().manual_seed(seed)
         ds = Dataset(ds.name, ds.split, (torch.rand(ds.x.shape, generator=g) < ds.x.float() / 255).to(torch.uint8)
