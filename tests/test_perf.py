@@ -355,3 +355,29 @@ def test_write_gif_without_frames_returns_none(tmp_path):
     assert write_gif(tmp_path / "samples") is None
     (tmp_path / "samples").mkdir()
     assert write_gif(tmp_path / "samples") is None
+
+
+# ---- sample / evaluate --precision -------------------------------------------------------------------------
+def test_sample_and_evaluate_take_precision(tmp_path):
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from genzoo.cli import commands  # noqa: F401  (registers the commands)
+    from genzoo.cli._app import app
+    run = tmp_path / "vae"
+    genzoo.train("vae", "mnist-mini", out=run, preset="tiny", steps=30, settings=FAST)
+    runner = CliRunner()
+    imgs = {}
+    for p in ("fp32", "bf16"):
+        r = runner.invoke(app, ["sample", str(run), "-n", "16", "--out", str(tmp_path / f"{p}.npy"), "--precision", p])
+        assert r.exit_code == 0, r.output
+        imgs[p] = np.load(tmp_path / f"{p}.npy").astype(np.int16)
+    diff = np.abs(imgs["fp32"] - imgs["bf16"])
+    assert 0 < diff.max() <= 12 and diff.mean() < 1.0  # the same samples, decoded in bf16 (8-bit mantissa)
+    r = runner.invoke(app, ["sample", str(run), "-n", "4", "--out", str(tmp_path / "x.npy"), "--precision", "fp16"])
+    assert r.exit_code != 0 and "CUDA" in r.output
+    r = runner.invoke(app, ["evaluate", str(run), "--metrics", "mse", "--n", "200", "--precision", "bf16",
+                            "--out", str(tmp_path / "m.json")])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["precision"] == "bf16" and m["run"] == str(run) and m["metrics"]["mse"] > 0

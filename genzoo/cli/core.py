@@ -149,6 +149,7 @@ def sample_cmd(
                                              help="diffusion: classifier-free guidance scale (0 unconditional, "
                                                   "1 conditional, > 1 guided)"),
     seed: int = typer.Option(0, "--seed"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 (autocast; fp16 on CUDA)"),
 ) -> None:
     """Draw samples from a trained model.
 
@@ -160,7 +161,8 @@ def sample_cmd(
 
     if n < 1:
         raise ValueError(f"-n {n}: expected the number of samples, an integer >= 1")
-    model = load_run(run)
+    from ..train.engine import with_precision
+    model = with_precision(load_run(run), precision)
     if not model.can("sample"):
         raise ValueError(f"{run}: a {model.model_type} model cannot sample")
     lab = parse_labels(labels)

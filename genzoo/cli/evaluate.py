@@ -13,11 +13,20 @@ METRICS_HELP = ("comma-separated: fid,kid,pr,dc,is,coverage,mse,psnr,ssim,elbo,n
 
 
 def _evaluate(run: Path, metrics: Optional[str], n: int, k: int, data: Optional[str], seed: int,
-              threads: Optional[int]) -> dict:
+              threads: Optional[int], precision: str = "fp32") -> dict:
     from ..evaluate import evaluate
     if not (run / "config.json").exists():
         raise FileNotFoundError(f"{run}: not a run directory (no config.json)")
-    return evaluate(run, metrics=metrics, n=n, k=k, data=data, seed=seed, threads=threads)
+    if precision == "fp32":
+        return evaluate(run, metrics=metrics, n=n, k=k, data=data, seed=seed, threads=threads)
+    # bf16/fp16: the model generates under autocast; the metrics themselves are computed in fp32
+    import genzoo
+    from .._io import read_json
+    from ..train.engine import with_precision
+    data = data or read_json(run / "run.json").get("data")
+    model = with_precision(genzoo.load(run), precision)
+    result = evaluate(model, metrics=metrics, n=n, k=k, data=data, seed=seed, threads=threads)
+    return {**result, "run": str(run), "precision": precision}
 
 
 @app.command("evaluate")
@@ -31,6 +40,8 @@ def evaluate_cmd(
     seed: int = typer.Option(0, "--seed"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="JSON file (default: RUN/metrics.json)"),
+    precision: str = typer.Option("fp32", "--precision", help="the model's sampling/decoding: fp32 | bf16 "
+                                  "(autocast; fp16 on CUDA); metrics stay fp32"),
 ) -> None:
     """Measure a trained run on the test split of its dataset and write metrics.json.
 
@@ -43,7 +54,7 @@ def evaluate_cmd(
     from .._io import write_json
     from ..evaluate import format_result
 
-    result = _evaluate(run, metrics, n, k, data, seed, threads)
+    result = _evaluate(run, metrics, n, k, data, seed, threads, precision)
     typer.echo(format_result(result))
     wrote(write_json(out or run / "metrics.json", result))
 

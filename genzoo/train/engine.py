@@ -72,6 +72,30 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=dtype)
 
 
+def with_precision(model: GenerativeModel, precision: str) -> GenerativeModel:
+    """`model` with its generating capabilities (sample, decode, reconstruct, translate) run under autocast
+    to `precision` and returning float32 — for `genzoo sample/evaluate --precision bf16`. Metric code (features,
+    likelihoods) that calls other methods stays fp32. fp32: the model unchanged."""
+    import functools
+
+    check_precision(precision, model.device)
+    if precision == "fp32":
+        return model
+    for name in ("sample", "decode", "reconstruct", "translate"):
+        if not model.can(name):
+            continue
+        fn = getattr(model, name)
+
+        @functools.wraps(fn)
+        def run(*a: Any, _fn=fn, **k: Any) -> Any:
+            with autocast(model.device, precision):
+                out = _fn(*a, **k)
+            return out.float() if isinstance(out, Tensor) else out
+
+        setattr(model, name, run)  # an instance attribute: can() still reads the class
+    return model
+
+
 def check_compiler(device: torch.device) -> None:
     """torch.compile's inductor backend needs a C++ compiler (CPU) or Triton (CUDA): say which is missing
     instead of failing deep inside the first step (or silently running 10x slower)."""
