@@ -219,3 +219,26 @@ def test_attention_command_and_truncated_sampling_from_the_cli(tmp_path):
                                  "0.5", "--out", str(npy)])
     assert r.exit_code == 0, r.output
     assert np.load(npy).shape == (4, 28, 28)
+
+
+def test_colour_32x32_folder_trains_biggan_and_grows_progan_from_4x4(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k, colour in enumerate(((200, 40, 40), (40, 40, 200))):  # two classes of coloured squares on noise
+        d = tmp_path / "imgs" / f"c{k}"
+        d.mkdir(parents=True)
+        for i in range(20):
+            a = rng.integers(0, 60, (32, 32, 3)).astype(np.uint8)
+            r, c = rng.integers(0, 20, 2)
+            a[r:r + 12, c:c + 12] = colour
+            Image.fromarray(a, "RGB").save(d / f"{i}.png")
+    data = f"folder:{tmp_path / 'imgs'}"
+    b = train("biggan", data, preset="tiny", steps=2, batch_size=8, settings=QUIET)
+    with torch.no_grad():
+        assert b.sample(2, labels=torch.tensor([0, 1])).shape == (2, 3, 32, 32)
+    p = train("progan", data, preset="tiny", steps=7, batch_size=8, settings={**QUIET, "phase_images": 16})
+    assert p.config.resolutions() == [4, 8, 16, 32]
+    assert p.stage == progan_schedule(56, 16, 4) == (2, 0.5)  # 16x16 half faded in after 7 steps of 8 images
+    with torch.no_grad():
+        assert p.sample(2).shape == (2, 3, 32, 32)
