@@ -11,7 +11,7 @@ import typer
 
 from ._app import app, check_n, handle_errors, load_run, run_data, wrote
 
-gans_app = typer.Typer(help="GAN tools: toy-data plots and mode coverage.", no_args_is_help=True)
+gans_app = typer.Typer(help="GAN tools: toy-data plots, mode coverage, self-attention maps.", no_args_is_help=True)
 app.add_typer(gans_app, name="gans")
 
 
