@@ -795,7 +795,10 @@ class GAN(GenerativeModel):
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Also reads runs saved before the EMA moved to the engine: their `ema_weights.<name with _>` buffers
-        become `ema.module.<name>`, and the EMA copy's buffers (batch-norm statistics) come from the live G."""
+        become `ema.module.<name>`, and the EMA copy's buffers (batch-norm statistics) come from the live G; and
+        runs saved before the `images_seen` counter (it starts at 0)."""
+        if "images_seen" not in state_dict:  # runs saved before the progan counter existed (none are progan)
+            state_dict = {**state_dict, "images_seen": self.images_seen.detach().clone()}
         if any(k.startswith("ema_weights.") for k in state_dict) and "ema" in self._modules:
             state_dict = dict(state_dict)
             for name, _ in self.generator.named_parameters():

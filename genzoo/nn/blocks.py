@@ -11,15 +11,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def spectral_norm_all(module: nn.Module) -> nn.Module:
-    """Spectral normalisation (Miyato et al. 2018) of every Linear, Conv2d and Embedding weight in `module`:
-    W / sigma(W), sigma estimated by one power iteration per forward pass in training mode."""
-    for m in list(module.modules()):
-        if isinstance(m, (nn.Linear, nn.Conv2d, nn.Embedding)) and not hasattr(m, "parametrizations"):
-            nn.utils.parametrizations.spectral_norm(m)
-    return module
-
-
 class SelfAttention(nn.Module):
     """Self-attention over the positions of a feature map (Zhang et al. 2019, SAGAN, s.3):
 
