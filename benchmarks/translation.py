@@ -58,13 +58,41 @@ def run_case(name: str, spec: dict, runs: Path, steps: int | None) -> dict:
             "eval_cpu_s": round(time.process_time() - c1, 1), "metrics": res["metrics"]}
 
 
+def figure(out: Path, runs: list[Path], data: str, n: int = 16, bicubic_row: bool = False) -> Path:
+    """One grid: rows source | [bicubic |] each run's outputs | target, the first n test examples."""
+    from genzoo.evaluate.translation import bicubic
+    from genzoo.images import grid, png_bytes
+    from genzoo._io import write_bytes
+    from genzoo.translate import translate_split, translation_rows
+
+    rows = []
+    for i, run in enumerate(runs):
+        src, output, tgt = translate_split(genzoo.load(run), data, "test", n)
+        if i == 0:
+            rows.append(src)
+            if bicubic_row:
+                rows.append(bicubic(src, tuple(tgt.shape[-2:])))
+        rows.append(output)
+    rows.append(tgt)
+    imgs, nrow = translation_rows(rows)
+    return write_bytes(out, png_bytes(grid(imgs, nrow), 2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("cases", nargs="+")
+    ap.add_argument("cases", nargs="*")
+    ap.add_argument("--figure", type=Path, default=None, help="write a grid of the --figure-runs on --figure-data")
+    ap.add_argument("--figure-runs", default="", help="comma list of run directories (rows, in order)")
+    ap.add_argument("--figure-data", default="mnist-edges")
+    ap.add_argument("--bicubic-row", action="store_true", help="add a bicubic row after the sources")
     ap.add_argument("--steps", type=int, default=None, help="override the case's training steps")
     ap.add_argument("--runs", type=Path, default=Path("runs/translation"))
     ap.add_argument("--out", type=Path, default=None, help="append the JSON records to this file (one per line)")
     a = ap.parse_args()
+    if a.figure is not None:
+        print("wrote", figure(a.figure, [Path(r) for r in a.figure_runs.split(",")], a.figure_data,
+                              bicubic_row=a.bicubic_row))
+        return
     known = cases(a.runs)
     for name in a.cases:
         if name not in known:

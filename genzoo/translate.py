@@ -95,7 +95,7 @@ def _display(x: Tensor, like: Tensor) -> Tensor:
 def translation_rows(rows: list[Tensor], per_row: int = 16) -> tuple[Tensor, int]:
     """Stack rows of images (each (n, C, H, W) in [0, 1], e.g. source, output, target) into one grid input:
     blocks of `per_row` columns, each block one row per entry of `rows`. Returns (images, nrow)."""
-    ref = rows[1] if len(rows) > 1 else rows[0]
+    ref = max(rows, key=lambda r: (r.shape[-2] * r.shape[-1], r.shape[1]))  # the largest images set the size
     rows = [_display(r, ref) for r in rows]
     n = len(rows[0])
     per_row = min(per_row, n)
