@@ -140,7 +140,8 @@ class DDPMConfig(OneOptimizerConfig):
                  "preview_steps": 5},
         # the CPU runs of docs/benchmarks.md: ~0.64 M parameters, ~150 training images/s on one thread
         "mnist": {"schedule": "cosine", "widths": (16, 32, 64), "res_blocks": 1, "lr": 5e-4},
-        # Ho et al.'s CIFAR-10 network (35.7 M parameters): 128 x (1, 2, 2, 2), 2 blocks, attention at 16x16
+        # Ho et al.'s CIFAR-10 widths and depth, 128 x (1, 2, 2, 2), 2 blocks, dropout 0.1 (35.7 M parameters
+        # on 32x32x3); attention after the lowest level's blocks (4x4 here; theirs at 16x16)
         "ho-cifar10": {"widths": (128, 256, 256, 256), "res_blocks": 2, "attention": True, "dropout": 0.1},
     }
 
