@@ -271,6 +271,9 @@ def evaluate(run_or_model, metrics: str | list[str] | None = None, data: str | N
         for g in LIKELIHOOD_GROUPS:
             if g in todo:
                 res.update(_likelihood(model, g, test, k, ll))
+        if callable(getattr(model, "nll_bound", None)):
+            result["likelihood_note"] = ("nll is the variational bound (Ho et al. 2020, eq. 5; discretised decoder, "
+                                         "middle sum from 100 stratified timesteps): an upper bound on -log p(x)")
 
     if any(g in REPR_GROUPS for g in todo):
         from ..applications import encode_dataset, linear_probe
@@ -307,6 +310,8 @@ def format_result(result: dict[str, Any]) -> str:
         lines.append(f"| {g} | skipped: {why} |")
     if result.get("note"):
         lines += ["", f"note: {result['note']}"]
+    if result.get("likelihood_note"):
+        lines += ["", f"note: {result['likelihood_note']}"]
     return "\n".join(lines)
 
 
