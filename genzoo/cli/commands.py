@@ -3,3 +3,4 @@ from . import core  # noqa: F401
 from . import autoencoders, latent, evaluate, explore, gans  # noqa: F401
 from . import classifier  # noqa: F401
 from . import translate  # noqa: F401
+from . import lecture  # noqa: F401,E402
