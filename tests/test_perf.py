@@ -152,7 +152,7 @@ def test_compile_without_a_cxx_compiler_says_so(monkeypatch):
 SYNCING = ("item", "__bool__", "__int__", "__float__", "__index__", "tolist", "cpu", "numpy")
 
 
-@pytest.mark.parametrize("name,kw", [("ae", {}), ("vae", {}), ("gan", {}), ("wgan-gp", {"arch": "mlp"}),
+@pytest.mark.parametrize("name,kw", [("ae", {}), ("vae", {}), ("cvae", {}), ("gan", {}), ("wgan-gp", {"arch": "mlp"}),
                                      ("dcgan", {}), ("vae", {"__precision": "bf16"})])
 def test_step_calls_no_synchronising_method(monkeypatch, name, kw):
     """Between log steps, Trainer._train_step (the whole step: batch, every phase's loss, backward,

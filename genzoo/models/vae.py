@@ -129,7 +129,9 @@ class VAE(GenerativeModel):
             raise ValueError(f"a conditional VAE needs labels= (class indices) to {what}")
         labels = torch.as_tensor(labels, device=self.device)
         if labels.ndim == 1:
-            if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.cond_dim):
+            # the range check reads the labels on the host (a GPU sync): for user calls, not the engine's steps,
+            # whose labels are the dataset's (self.rng is set while the engine trains)
+            if self.rng is None and len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.cond_dim):
                 raise ValueError(f"labels must lie in 0..{self.cond_dim - 1}, got {labels.tolist()[:10]}")
             labels = F.one_hot(labels.long(), self.cond_dim).float()
         if labels.shape != (n, self.cond_dim):
