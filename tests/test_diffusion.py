@@ -208,6 +208,8 @@ def test_trajectory_runs_from_noise_to_the_sample():
     torch.testing.assert_close(fr[-1], m.to_unit(x))
     xT = torch.randn((2, 1, 28, 28), generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(fr[0], m.to_unit(xT))
+    with pytest.raises(ValueError, match="at least 9 sampling steps"):
+        m.trajectory(2, frames=10, steps=5)
 
 
 # ---- the bound ----------------------------------------------------------------------------------------

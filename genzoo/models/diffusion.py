@@ -327,6 +327,8 @@ class DDPM(GenerativeModel):
         net = self.averaged(self.net)
         shape = (n, *c.image_shape)
         x = torch.randn(shape, generator=generator).to(self.device)
+        if keep > len(ts) + 1:
+            raise ValueError(f"{keep} frames need at least {keep - 1} sampling steps (got {len(ts)})")
         keep_at = set(torch.linspace(0, len(ts), keep).round().long().tolist()) if keep > 1 else set()
         frames = [x] if 0 in keep_at else []
         for i, t in enumerate(ts):
