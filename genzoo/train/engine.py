@@ -341,7 +341,7 @@ class Trainer:
             if t is None or i is None:
                 return None
             part = t[i]
-            if pin:
+            if pin and not part.is_cuda:
                 part = part.pin_memory()
             return part.to(dev, non_blocking=True)
 
@@ -496,7 +496,9 @@ class Trainer:
         """On the device, no sync: remember the first step whose loss is not finite and every term's value at
         that step (for the message _check_finite writes at the next log interval or checkpoint)."""
         fb = self._first_bad[pi]
-        vals = [v.detach().reshape(()) if v.numel() == 1 else v.detach().sum() for v in terms.values()]
+        dev = total.device  # (a term may be a CPU constant, e.g. the VAE's beta: copied, not waited for)
+        vals = [(v.detach().reshape(()) if v.numel() == 1 else v.detach().sum()).to(dev, non_blocking=True)
+                for v in terms.values()]
         vals = torch.stack([*vals, total.detach()]).float()  # (terms + 1,)
         newly = (fb == _NEVER) & ~torch.isfinite(total.detach())
         self._first_bad[pi] = torch.where(newly, self.step + 1, fb)
