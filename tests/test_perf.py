@@ -190,9 +190,8 @@ def test_step_calls_no_synchronising_method(monkeypatch, name, kw):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device in this environment: the CPU test "
                     "above checks the step's code path instead (torch.cuda.set_sync_debug_mode needs CUDA)")
 def test_cuda_step_has_no_sync_under_sync_debug_mode(monkeypatch):
-    t = _trainer("dcgan", steps=6, log_every=3, device="cuda")
-    t.model.cuda()
-    t = Trainer(t.model, t.train_data, t.tc, None)
+    """On a GPU: every step of a DCGAN and a VAE in bf16 runs under torch.cuda.set_sync_debug_mode("error")."""
+    ds = genzoo.data.load("mnist-mini")
     step = Trainer._train_step
 
     def guarded(self, batches):
@@ -203,7 +202,13 @@ def test_cuda_step_has_no_sync_under_sync_debug_mode(monkeypatch):
             torch.cuda.set_sync_debug_mode("default")
 
     monkeypatch.setattr(Trainer, "_train_step", guarded)
-    t.fit()
+    for name, precision in (("dcgan", "fp32"), ("vae", "bf16")):
+        torch.manual_seed(0)
+        model = build_model(name, ds, preset="tiny").cuda()
+        t = Trainer(model, ds, TrainConfig(steps=7, **{**FAST, "log_every": 3, "validate": False},
+                                           precision=precision), None)
+        t.fit()
+        assert t.step == 7
 
 
 def test_nan_is_found_at_the_next_check_and_names_the_first_bad_step(tmp_path):
