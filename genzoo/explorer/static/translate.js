@@ -1,0 +1,95 @@
+// genzoo explorer: the translate panel (pix2pix, srgan, ...). Loaded after app.js and uses its helpers
+// ($, getJson, live, setImage, uploadType, query). It starts itself once the page is parsed, when the run's
+// panels include "translate".
+"use strict";
+
+async function initTranslatePanel() {
+  const info = await getJson("/api/info");
+  if (!(info.panels || []).includes("translate")) return;
+  const t = await getJson("/api/translate/info");
+  $("panel-translate").hidden = false;
+  const dark = info.background !== "light";
+  const canvas = $("tr-draw"), ctx = canvas.getContext("2d");
+  const clear = () => { ctx.fillStyle = dark ? "#000" : "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height); };
+  clear();
+  if (t.derive) { $("tr-derive-box").hidden = false; $("tr-derive-label").textContent = t.derive_label; }
+  if (t.directions.length > 1) {
+    $("tr-direction-box").hidden = false;
+    $("tr-direction").innerHTML = "";
+    for (const d of t.directions) { const o = document.createElement("option"); o.value = d; o.textContent = d; $("tr-direction").appendChild(o); }
+  }
+  $("tr-blend-box").hidden = !t.super_resolution;
+  $("tr-bicubic-fig").hidden = !t.super_resolution;
+  const direction = () => (t.directions.length > 1 ? $("tr-direction").value : null);
+
+  // SR: the slider blends bicubic (0) and the model (1) by stacking the two images.
+  const blend = () => {
+    const a = Number($("tr-blend").value) / 100;
+    $("tr-blend-out").value = a.toFixed(2);
+    $("tr-output").style.opacity = t.super_resolution ? String(a) : "1";
+  };
+  $("tr-blend").oninput = blend;
+
+  const show = (r) => {
+    setImage($("tr-source"), r.source);
+    setImage($("tr-output"), r.output);
+    if (r.bicubic) { setImage($("tr-under"), r.bicubic); setImage($("tr-bicubic"), r.bicubic); }
+    $("tr-target-fig").hidden = !r.target;
+    if (r.target) setImage($("tr-target"), r.target);
+    blend();
+  };
+  const fromTest = live(async () => {
+    show(await getJson(`/api/translate/test?${query({ index: Number($("tr-index").value), direction: direction() })}`));
+  }, $("tr-error"));
+  const send = live(async (body) => {
+    const p = { fit: $("tr-fit").checked, derive: t.derive ? $("tr-derive").checked : null, direction: direction() };
+    show(await getJson(`/api/translate?${query(p)}`, { method: "POST", headers: { "Content-Type": uploadType(body) }, body }));
+  }, $("tr-error"));
+  let source = null;
+  const sendCanvas = () => canvas.toBlob((b) => send(b), "image/png");
+  const resend = () => (source ? send(source) : sendCanvas());
+
+  const pos = (e) => { const r = canvas.getBoundingClientRect(); return [(e.clientX - r.left) * canvas.width / r.width, (e.clientY - r.top) * canvas.height / r.height]; };
+  let last = null;
+  canvas.addEventListener("pointerdown", (e) => {
+    canvas.setPointerCapture(e.pointerId);
+    last = pos(e); source = null;
+    ctx.fillStyle = dark ? "#fff" : "#000";
+    ctx.beginPath(); ctx.arc(last[0], last[1], $("tr-pen").value / 2, 0, 2 * Math.PI); ctx.fill();
+  });
+  canvas.addEventListener("pointermove", (e) => {
+    if (!last) return;
+    const p = pos(e);
+    ctx.strokeStyle = dark ? "#fff" : "#000"; ctx.lineWidth = $("tr-pen").value; ctx.lineCap = "round";
+    ctx.beginPath(); ctx.moveTo(...last); ctx.lineTo(...p); ctx.stroke();
+    last = p;
+    sendCanvas();
+  });
+  const up = () => { if (last) { last = null; sendCanvas(); } };
+  canvas.addEventListener("pointerup", up);
+  canvas.addEventListener("pointercancel", up);
+  $("tr-clear").onclick = () => { clear(); source = null; };
+  $("tr-fit").onchange = resend;
+  $("tr-derive").onchange = resend;
+  $("tr-direction").onchange = fromTest;
+  $("tr-index").onchange = fromTest;
+  $("tr-rand").onclick = () => { $("tr-index").value = Math.floor(Math.random() * Math.max(1, info.test_size)); fromTest(); };
+  $("tr-upload").onchange = async (e) => {
+    const file = e.target.files[0];
+    e.target.value = "";
+    if (!file) return;
+    source = file;
+    send(file);
+    try {
+      const bmp = await createImageBitmap(file);
+      clear();
+      const s = Math.min(canvas.width / bmp.width, canvas.height / bmp.height);
+      ctx.drawImage(bmp, (canvas.width - bmp.width * s) / 2, (canvas.height - bmp.height * s) / 2, bmp.width * s, bmp.height * s);
+    } catch (_) { /* the server's message says what is wrong with the file */ }
+  };
+  if (info.test_size > 0) fromTest();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  initTranslatePanel().catch((e) => showError($("tr-error"), e));
+});
