@@ -394,7 +394,9 @@ class DDPM(GenerativeModel):
 
         def p_mean(x_t: Tensor, t: int) -> Tensor:
             tt = torch.full((B,), t, dtype=torch.long, device=self.device)
-            x0_hat, _ = self.split_output(x_t, t, net(x_t, tt, y))
+            # the same reverse model the samplers use (x0_hat clipped when clip_denoised, as Nichol & Dhariwal's
+            # bound computation does): any function of x_t gives a valid p(x_{t-1}|x_t), so this is still a bound
+            x0_hat, _ = self.split_output(x_t, t, net(x_t, tt, y), clip=c.clip_denoised)
             return self.posterior(x0_hat.double(), x_t.double(), t)[0]
 
         ab_T = self.alpha_bar[-1]
