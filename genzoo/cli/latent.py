@@ -206,6 +206,10 @@ def shift_cmd(
         if image_dir is None:
             raise ValueError("--attr-file needs --image-dir, the folder holding the images it names")
         direction = lt.attributes.file_attribute_direction(model, attr_file, image_dir, attribute, n)
+    elif ds.meta.get("attributes"):  # a dataset with an attribute table (celeba): --attribute Blond_Hair
+        from ..data.celeba import attribute_mask
+        mask = attribute_mask(ds, attribute)[:n]
+        direction = lt.attribute_direction(lt.encode_dataset(model, ds, n)[0], mask)
     else:
         if ds.y is None:
             raise ValueError(f"{ds.name} has no labels: use --attr-file and --image-dir for attributes")
@@ -228,7 +232,8 @@ def shift_cmd(
 def arithmetic_cmd(
     run: Path = typer.Argument(..., help="run directory of a model that can encode and decode"),
     expr: str = typer.Argument(..., help="e.g. 'a - b + c' or '12 - class:1 + class:7' (integers: dataset "
-                                         "indices; class:K: the mean code of class K)"),
+                                         "indices; class:K: the mean code of class K; attr:NAME: an attribute "
+                                         "direction, datasets with attributes such as celeba)"),
     let: Optional[list[str]] = typer.Option(None, "--let", help="name=INDEX, name=class:K or name=FILE "
                                                                  "(repeatable)"),
     out: Path = typer.Option(..., "--out", "-o", help="FILE.png: the operands, then the result"),
@@ -264,6 +269,10 @@ def arithmetic_cmd(
             if not 0 <= k < len(means) or torch.isnan(means[k]).any():
                 raise ValueError(f"{spec}: no images of that class among the {n} sampled from {ds.name}")
             values[name] = means[k]
+        elif spec.startswith("attr:"):  # attribute direction of a dataset with an attribute table (celeba)
+            from ..data.celeba import attribute_mask
+            values[name] = lt.attribute_direction(lt.encode_dataset(model, ds, n)[0],
+                                                  attribute_mask(ds, spec[5:])[:n])
         elif spec.isdigit() or Path(spec).exists():
             values[name] = lt.encode(model, _image(spec, model, ds)[0])[0]
         else:

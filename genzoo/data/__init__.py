@@ -162,7 +162,7 @@ def _import_sources() -> None:
     import importlib
 
     from . import sources, toy  # noqa: F401  (they register the built-in sources)
-    for mod in ("paired", "unpaired"):  # derived translation datasets, when their modules exist
+    for mod in ("paired", "unpaired", "celeba"):  # derived translation datasets, when their modules exist
         try:
             importlib.import_module(f"{__name__}.{mod}")
         except ModuleNotFoundError as e:
