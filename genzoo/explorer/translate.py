@@ -12,6 +12,8 @@ import base64
 from typing import Any
 
 import torch
+from fastapi import Query, Request
+from starlette.concurrency import run_in_threadpool
 from torch import Tensor
 
 from ..data.paired import area_downsample, sobel_edges
@@ -115,9 +117,6 @@ def from_upload(ex, body: bytes, fit: bool = True, invert: bool | None = None, d
 def add_routes(app, ex) -> None:
     """GET /api/translate/info, GET /api/translate/test?index=I[&direction=D], POST /api/translate (image body;
     query fit, invert, derive, direction)."""
-    from fastapi import Query, Request
-    from starlette.concurrency import run_in_threadpool
-
     from .app import _read_body
 
     @app.get("/api/translate/info")
