@@ -49,6 +49,8 @@ def image_models() -> list[str]:
     """Registered models that train on 28x28 images (toy-point-only models are left out)."""
     out = []
     for name in registry.names():
+        if getattr(registry.get(name).model_class, "data_kind", "images") != "images":
+            continue  # paired / unpaired translation models train on other data (docs/benchmarks.md has their own)
         try:
             build_model(name, gd.load("mnist-mini", "test"), PRESET.get(name))
             out.append(name)
