@@ -390,6 +390,71 @@ def ddpm_case(ds: gd.Dataset) -> dict[str, Callable[[int], float]]:
     return {"genzoo": engine_method("ddpm", ds, preset="mnist", ema=0.999), "hand-written": run}
 
 
+def cyclegan_case(ds: gd.Dataset) -> dict[str, Callable[[int], float]]:
+    """cyclegan at its `mnist` preset on MNIST <-> thick-stroke MNIST (mnist-thick, or mnist-mini-thick without
+    full MNIST): two ResNet generators (width 16, 3 blocks), two 34x34 PatchGANs, instance norm. The hand loop
+    takes the four networks from a model built by genzoo and writes the official step out (Zhu et al.'s
+    train.py): G step with D frozen (LSGAN + 10 x both cycles + 5 x both identities, six generator calls), then
+    the D step on the same batch with a 50-image pool per discriminator (a Python list), each D loss halved;
+    Adam(2e-4, betas (0.5, 0.999)). Images per step: one batch of each domain (BATCH of A counted)."""
+    import random
+
+    uds = gd.load("mnist-thick" if ds.name == "mnist" else "mnist-mini-thick", "train")
+
+    def pool(images: list, fakes: torch.Tensor) -> torch.Tensor:
+        out = []
+        for f in fakes:
+            f = f[None]
+            if len(images) < 50:
+                images.append(f)
+                out.append(f)
+            elif random.random() > 0.5:
+                k = random.randint(0, 49)
+                out.append(images[k].clone())
+                images[k] = f
+            else:
+                out.append(f)
+        return torch.cat(out)
+
+    def run(steps: int) -> float:
+        torch.manual_seed(0)
+        random.seed(0)
+        m = build_model("cyclegan", uds, preset="mnist").train()
+        G, Fn, DA, DB = m.gen_ab, m.gen_ba, m.disc_a, m.disc_b
+        opt_g = torch.optim.Adam([*G.parameters(), *Fn.parameters()], lr=2e-4, betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam([*DA.parameters(), *DB.parameters()], lr=2e-4, betas=(0.5, 0.999))
+        pool_a, pool_b = [], []
+        XA, XB = uds.x, uds.domain_b.x
+        t = time.perf_counter()
+        pa, pb = torch.randperm(len(XA)), torch.randperm(len(XB))
+        for i in range(steps):
+            j = (i * BATCH) % (len(XA) - BATCH)
+            k = (i * BATCH) % (len(XB) - BATCH)
+            a, b = XA[pa[j:j + BATCH]].float() / 127.5 - 1, XB[pb[k:k + BATCH]].float() / 127.5 - 1
+            DA.requires_grad_(False)
+            DB.requires_grad_(False)
+            fake_b, fake_a = G(a), Fn(b)
+            rec_a, rec_b = Fn(fake_b), G(fake_a)
+            idt_b, idt_a = G(b), Fn(a)
+            loss_g = (((DB(fake_b) - 1) ** 2).mean() + ((DA(fake_a) - 1) ** 2).mean()
+                      + 10 * (rec_a - a).abs().mean() + 10 * (rec_b - b).abs().mean()
+                      + 5 * (idt_b - b).abs().mean() + 5 * (idt_a - a).abs().mean())
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            DA.requires_grad_(True)
+            DB.requires_grad_(True)
+            fa, fb = pool(pool_a, fake_a.detach()), pool(pool_b, fake_b.detach())
+            loss_d = (0.5 * (((DA(a) - 1) ** 2).mean() + (DA(fa) ** 2).mean())
+                      + 0.5 * (((DB(b) - 1) ** 2).mean() + (DB(fb) ** 2).mean()))
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+        return time.perf_counter() - t
+
+    return {"genzoo": engine_method("cyclegan", uds, preset="mnist"), "hand-written": run}
+
+
 CASES: dict[str, Callable[[gd.Dataset], dict[str, Callable[[int], float]]]] = {
     "mlp-ae": mlp_ae_case,
     "conv-ae": conv_ae_case,
@@ -400,6 +465,7 @@ CASES: dict[str, Callable[[gd.Dataset], dict[str, Callable[[int], float]]]] = {
     "progan": lineage_case("progan", monitor_every=0, phase_images=1),
     "pix2pix": pix2pix_case,
     "ddpm": ddpm_case,
+    "cyclegan": cyclegan_case,
 }
 # cases whose genzoo images/s is also shown as a share of the measured matmul peak
 FLOP_CASES = ("conv-ae", "dcgan")
