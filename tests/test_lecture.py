@@ -156,3 +156,19 @@ def test_cli_lecture_list_and_anomaly_ood(tmp_path):
     assert r.exit_code == 2 and "--run" in r.output
     r = CliRunner().invoke(app, ["anomaly", "--run", str(run), "--ood", "digits"])
     assert r.exit_code == 2 and "same shape" in r.output
+
+
+def test_recommended_presets_hold_the_measured_recipes():
+    """Every image model of the scoreboard has `--preset recommended`, with the recipe docs/benchmarks.md measured."""
+    from genzoo import data as gd
+    from genzoo.train import build_model
+    ds = gd.load("mnist-mini", "test")
+    want = {"ae": {"arch": "conv", "latent_dim": 32}, "denoising-ae": {"arch": "conv"},
+            "sparse-ae": {"latent_dim": 196, "rho": 0.05, "beta": 3.0}, "contractive-ae": {"lam": 0.1},
+            "vae": {"hidden": (500, 500), "latent_dim": 50}, "cvae": {"hidden": (500, 500), "conditional": True},
+            "gan": {"arch": "dcgan", "spectral_norm": True}, "dcgan": {"spectral_norm": True},
+            "cgan": {"spectral_norm": False, "conditional": True}, "wgan": {"clip": 0.01, "k": 5},
+            "wgan-gp": {"gradient_penalty": 10.0, "spectral_norm": False}}
+    for name, fields in want.items():
+        cfg = build_model(name, ds, "recommended").config
+        assert {k: getattr(cfg, k) for k in fields} == fields, name

@@ -55,6 +55,8 @@ class AEConfig(OneOptimizerConfig):
         "linear": {"arch": "mlp", "hidden": (), "latent_dim": 16, "loss": "mse"},  # = PCA (Baldi & Hornik)
         "lecture-conv": dict(_LECTURE),  # the lecture's model, literally (its ReLU bottleneck dies)
         "lecture-conv-linear": {**_LECTURE, "latent_activation": "linear"},  # the working variant
+        # the scoreboard's best reconstruction at 30 CPU s (conv 32-64, code 32: test MSE 0.0068)
+        "recommended": {"arch": "conv", "hidden": (32, 64), "latent_dim": 32},
     }
 
     def __post_init__(self) -> None:
@@ -200,6 +202,7 @@ class SparseAEConfig(AEConfig):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"latent_dim": 16},
         "mnist-196": {"latent_dim": 196, "rho": 0.05, "beta": 3.0},
+        "recommended": {"latent_dim": 196, "rho": 0.05, "beta": 3.0},  # 95.4% linear probe after 10 epochs
     }
 
     def __post_init__(self) -> None:
@@ -322,6 +325,7 @@ class ContractiveAEConfig(AEConfig):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"latent_dim": 8},
         "deep": {"hidden": (256,), "latent_dim": 32},
+        "recommended": {},  # the one-layer sigmoid CAE of the scoreboard (closed-form Jacobian)
     }
 
     @property

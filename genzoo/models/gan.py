@@ -102,6 +102,8 @@ class GANConfig(ModelConfig):
         # ring8 / grid25: 3 x 128 MLPs, z in R^16 (add spectral_norm=true, ema=0.999 to cover ring8: docs/gans.md)
         "toy": {"arch": "mlp", "hidden": (128, 128, 128), "latent_dim": 16},
         "mnist": {"latent_dim": 100, "channels": 64},
+        # images: the measured DCGAN recipe with spectral norm in D (MNIST 20 CPU min: 10/10 classes, FID 60)
+        "recommended": {"arch": "dcgan", "latent_dim": 100, "init": "dcgan", "spectral_norm": True},
     }
 
     def __post_init__(self) -> None:
@@ -179,6 +181,7 @@ class DCGANConfig(GANConfig):
     arch: str = "dcgan"
     latent_dim: int = 100
     init: str = "dcgan"
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {**GANConfig.PRESETS, "recommended": {"spectral_norm": True}}  # 10/10 classes, FID 59-60 (benchmarks)
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,7 @@ class CGANConfig(GANConfig):
     latent_dim: int = 100
     conditional: bool = True
     init: str = "dcgan"
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {**GANConfig.PRESETS, "recommended": {}}  # the defaults: FID 3.8, 98.8% label accuracy in 20 CPU min
 
 
 @dataclass(frozen=True)
@@ -203,6 +207,7 @@ class WGANConfig(GANConfig):
     optimizer: str = "rmsprop"
     lr_g: float = 5e-5
     lr_d: float = 5e-5
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {**GANConfig.PRESETS, "recommended": {}}  # the paper's Algorithm 1 (defaults)
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,7 @@ class WGANGPConfig(GANConfig):
     lr_g: float = 1e-4
     lr_d: float = 1e-4
     betas: tuple[float, float] = (0.0, 0.9)
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {**GANConfig.PRESETS, "recommended": {}}  # the paper's Algorithm 1 (defaults)
 
 
 @dataclass(frozen=True)
