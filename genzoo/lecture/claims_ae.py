@@ -172,7 +172,7 @@ def overcomplete(ctx: Context) -> Result:
     from ..data import Dataset
     probes = {"noise": Dataset("noise", "test", torch.randint(0, 256, (len(test), *test.shape), generator=g,
                                                               dtype=torch.uint8))}
-    if not ctx.tiny and ctx.has("fashion-mnist"):
+    if not ctx.tiny and ctx.has("fashion-mnist", ("test",)):
         probes["fashion-mnist"] = ctx.dataset("fashion-mnist", "test", len(test))
     under_k, over_k = ctx.pick(8, 16, 16), ctx.pick(256, 1024, 1024)
     rows, ratios, pics = [], {}, []

@@ -137,11 +137,11 @@ class Context:
         return self.out / "figures" / f"{name}.png"
 
     # ---- data ------------------------------------------------------------------------------------------
-    def has(self, name: str) -> bool:
-        """Whether dataset `name` can be loaded (train and test) from the data root."""
+    def has(self, name: str, splits: tuple[str, ...] = ("test", "train")) -> bool:
+        """Whether dataset `name` can be loaded (by default both splits) from the data root."""
         try:
-            self.dataset(name, "test")
-            self.dataset(name, "train")
+            for split in splits:
+                self.dataset(name, split)
             return True
         except (FileNotFoundError, OSError, ValueError, KeyError):
             return False
