@@ -164,7 +164,7 @@ def wgan_critic(ctx: Context) -> Result:
     with torch.no_grad():
         d_line = torch.sigmoid(d(line[:, None])).reshape(-1)
         f_line = f(line[:, None]).reshape(-1)
-    fig, axes = F.new_figure(2, 1, 3.0)
+    fig, axes = F.new_figure(2, 1, 3.0, aspect=2.2)
     ax = axes[0][0]
     ax.hist(real.numpy(), bins=60, density=True, alpha=0.4, label="real")
     ax.hist(fake.numpy(), bins=60, density=True, alpha=0.4, label="fake (G)")

@@ -11,9 +11,10 @@ import torch
 from .._io import write_bytes
 
 
-def new_figure(rows: int, cols: int, size: float = 3.2):
+def new_figure(rows: int, cols: int, size: float = 3.2, aspect: float = 1.0):
+    """A Figure with rows x cols axes (axes[r][c]), each `size` inches high and `aspect` x `size` wide."""
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(cols * size, rows * size), dpi=90)
+    fig = Figure(figsize=(cols * size * aspect, rows * size), dpi=90)
     axes = [[fig.add_subplot(rows, cols, r * cols + c + 1) for c in range(cols)] for r in range(rows)]
     return fig, axes
 
