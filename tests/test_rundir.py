@@ -255,24 +255,55 @@ def test_resume_with_fewer_steps_than_done_is_refused(tmp_path):
         genzoo.train("ae", out=out, resume=True, steps=3)
 
 
-def test_cosine_resume_with_a_larger_total_decays_to_zero_at_the_new_final_step(tmp_path):
-    """Resume a finished 20-step cosine run to 40 steps. Steps 1..20 follow the 20-step closed form; after the
-    resume the schedule is rebuilt for the new total: it falls monotonically over steps 21..40 to ~0 at step 40
-    at a useful LR in between. The bug (old T_max=20 restored) makes it climb back to 1e-3 by step 40."""
+def _lrs(out):
+    return {int(r["step"]): float(r["lr"]) for r in R.read_metrics(out) if r.get("lr")}
+
+
+def test_cosine_resume_with_a_larger_total_never_climbs_back(tmp_path):
+    """The bug: resuming a finished 20-step cosine run to 40 steps restored T_max=20, so the LR climbed from 0
+    back to 1e-3 at step 40 while run.json said 40 steps. Now, after the resume, the LR never rises and ends at
+    ~0 at the new final step."""
     out = tmp_path / "r"
     s = {**FAST, "lr_schedule": "cosine", "log_every": 1, "checkpoint_every": 5}
     genzoo.train("ae", "mnist-mini", out=out, preset="tiny", steps=20, settings=s)
     genzoo.train("ae", out=out, resume=True, steps=40)
-    rows = {int(r["step"]): float(r["lr"]) for r in R.read_metrics(out) if r.get("lr")}
+    rows = _lrs(out)
     assert sorted(rows) == list(range(1, 41))
     for i in range(1, 21):
         assert rows[i] == pytest.approx(1e-3 * (1 + math.cos(math.pi * i / 20)) / 2, rel=1e-4, abs=1e-9)
     after = [rows[i] for i in range(21, 41)]
     assert all(b <= a + 1e-12 for a, b in zip(after, after[1:])), after
     assert after[-1] == pytest.approx(0.0, abs=1e-9)
-    assert rows[30] > 1e-4, after  # still training at a real learning rate between the resume and the end
     run = json.loads((out / "run.json").read_text())
     assert run["total_steps"] == 40 and run["step"] == 40
+
+
+def test_cosine_resume_of_an_interrupted_run_decays_to_zero_at_the_new_total(tmp_path, monkeypatch):
+    """A 20-step cosine run stopped after its step-10 checkpoint, resumed with --steps 40: from step 11 the LR
+    decays monotonically, stays a real learning rate in between, and reaches ~0 exactly at step 40."""
+    from genzoo.train import engine
+    out = tmp_path / "r"
+    s = {**FAST, "lr_schedule": "cosine", "log_every": 1, "checkpoint_every": 10}
+    real = engine.Trainer.checkpoint
+
+    def stop_after_first(self, *a, **k):
+        real(self, *a, **k)
+        if self.step == 10:
+            raise KeyboardInterrupt  # as if killed right after the step-10 checkpoint
+
+    monkeypatch.setattr(engine.Trainer, "checkpoint", stop_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        genzoo.train("ae", "mnist-mini", out=out, preset="tiny", steps=20, settings=s)
+    monkeypatch.setattr(engine.Trainer, "checkpoint", real)
+    assert torch.load(out / "training_state.pt", weights_only=True)["step"] == 10
+    genzoo.train("ae", out=out, resume=True, steps=40)
+    rows = _lrs(out)
+    assert sorted(rows) == list(range(1, 41))
+    assert rows[10] == pytest.approx(0.5e-3, rel=1e-4)  # half-way down the 20-step plan when it stopped
+    after = [rows[i] for i in range(11, 41)]
+    assert all(b <= a + 1e-12 for a, b in zip(after, after[1:])), after
+    assert after[-1] == pytest.approx(0.0, abs=1e-9)
+    assert rows[30] > 0.05e-3 and rows[39] > 0  # still training after the old end (step 20)
 
 
 # ---- input checks before any work -----------------------------------------------------------------------
