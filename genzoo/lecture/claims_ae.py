@@ -5,7 +5,6 @@ import copy
 import math
 from typing import Any
 
-import numpy as np
 import torch
 
 from .. import applications as A
