@@ -30,6 +30,8 @@ def train_cmd(
     seed: int = typer.Option(0, "--seed"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads"),
     root: Optional[Path] = typer.Option(None, "--root", help="data root"),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="folder: resize images to this size "
+                                             "(default: the folder's most common size; train with the same)"),
 ) -> None:
     """Train the shipped classifier recipe (3 conv blocks, AdamW, cosine LR, shifts) on DATA's train split,
     report its accuracy on DATA's test split, and store it where `genzoo evaluate` finds it for DATA.
@@ -42,7 +44,7 @@ def train_cmd(
         raise ValueError(f"--epochs {epochs}: expected an integer >= 1")
     _, report, folder = train_user_classifier(
         data, out, root=root, epochs=epochs, batch_size=batch_size, width=width, hidden=hidden, shift=shift,
-        flip=flip, seed=seed, threads=threads, log=lambda s: typer.echo(s))
+        flip=flip, seed=seed, threads=threads, image_size=image_size, log=lambda s: typer.echo(s))
     typer.echo(f"{data}: test accuracy {report['test_accuracy']:.4f} on {report['n_test']} test images "
                f"({report['n_train']} training images, {len(report['classes'])} classes, "
                f"{'x'.join(map(str, report['image_shape']))})")

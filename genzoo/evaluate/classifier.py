@@ -218,7 +218,7 @@ def accuracy(model: nn.Module, x_uint8: Tensor, y: Tensor, batch_size: int = 100
 def train_classifier(dataset: str, *, epochs: int = 8, batch_size: int = 128, lr: float = 2e-3,
                      weight_decay: float = 1e-4, width: int = 16, hidden: int = 128, shift: int = 2,
                      flip: bool | None = None, seed: int = 0, root: str | Path | None = None,
-                     threads: int | None = 1, out: str | Path | None = None,
+                     threads: int | None = 1, out: str | Path | None = None, image_size: int | None = None,
                      log: Any = print) -> tuple[DomainClassifier, dict[str, Any]]:
     """Train a domain classifier on the train split of `dataset` ("mnist" or "fashion-mnist") and measure it
     on the test split. AdamW with a cosine learning-rate schedule to 0, cross-entropy, random shifts of up to
@@ -231,7 +231,11 @@ def train_classifier(dataset: str, *, epochs: int = 8, batch_size: int = 128, lr
 
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs={epochs}, batch_size={batch_size}: expected integers >= 1")
-    opts = {"root": root} if root is not None and not dataset.startswith("folder:") else {}
+    opts: dict[str, Any] = {"root": root} if root is not None and not dataset.startswith("folder:") else {}
+    if image_size is not None:
+        if not dataset.startswith("folder:"):
+            raise ValueError(f"image_size={image_size}: only image folders (folder:PATH) are resized")
+        opts["size"] = image_size
     train, test = gdata.load(dataset, "train", **opts), gdata.load(dataset, "test", **opts)
     if train.y is None or not train.classes:
         raise ValueError(f"{dataset}: a classifier needs labels, and this dataset has none (for a folder: one "

@@ -176,6 +176,16 @@ def default_extractor(dataset: str, image_shape: tuple[int, ...] | None = None):
     return clf
 
 
+def _load_like(model, data: str, split: str, root) -> gdata.Dataset:
+    """A split of `data`; an image folder is resized to the model's image size (a run trained with
+    --image-size)."""
+    ds = gdata.load(data, split, root=root)
+    shape = tuple(getattr(model.config, "image_shape", ()) or ())
+    if data.startswith("folder:") and len(shape) == 3 and tuple(ds.shape) != shape:
+        ds = gdata.load(data, split, size=(shape[1], shape[2]), channels=shape[0])
+    return ds
+
+
 # ---- the protocol ----------------------------------------------------------------------------------------
 def evaluate(run_or_model, metrics: str | list[str] | None = None, data: str | None = None, n: int = 10_000,
              k: int = 1000, extractor=None, seed: int = 0, batch_size: int = 500, root=None,
@@ -213,7 +223,7 @@ def evaluate(run_or_model, metrics: str | list[str] | None = None, data: str | N
                                     run=run, classifier=extractor, kid_subsets=kid_subsets,
                                     kid_subset_size=kid_subset_size, out=out, strict=strict)
     groups = parse_metrics(metrics)
-    test = gdata.load(data, "test", root=root)
+    test = _load_like(model, data, "test", root)
     test = random_subset(test, n, seed)
     if extractor is None and any(g in SAMPLE_GROUPS for g in groups):
         extractor = default_extractor(data, tuple(test.shape))
@@ -277,7 +287,7 @@ def evaluate(run_or_model, metrics: str | list[str] | None = None, data: str | N
 
     if any(g in REPR_GROUPS for g in todo):
         from ..applications import encode_dataset, linear_probe
-        train = gdata.load(data, "train", root=root)
+        train = _load_like(model, data, "train", root)
         train = random_subset(train, n, seed + 1)
         ctr, cte = encode_dataset(model, train, batch_size), encode_dataset(model, test, batch_size)
         if "probe" in todo:
