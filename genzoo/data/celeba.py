@@ -36,9 +36,9 @@ _TABLES: dict[tuple, tuple[list[str], list[str], Tensor]] = {}
 _CACHE: dict[tuple, Dataset] = {}
 
 
-def _missing(folder: Path, what: str) -> DataError:
+def _missing(folder: Path, problem: str) -> DataError:
     return DataError(
-        f"celeba: {what} not found in {folder}/. genzoo does not download CelebA (its terms must be accepted at "
+        f"celeba: {problem}. genzoo does not download CelebA (its terms must be accepted at "
         f"{HOME}). Download the aligned images (img_align_celeba.zip) and list_attr_celeba.txt (optionally "
         f"list_eval_partition.txt), then unzip so that {folder}/{IMAGES}/000001.jpg and "
         f"{folder}/{ATTRS[0]} exist (set $GENZOO_DATA or pass root= to use another folder).")
@@ -48,7 +48,7 @@ def _image_dir(folder: Path) -> Path:
     for d in (folder / IMAGES / IMAGES, folder / IMAGES):  # Kaggle's zip nests the folder once more
         if d.is_dir():
             return d
-    raise _missing(folder, f"the image folder {IMAGES}/")
+    raise _missing(folder, f"no image folder {IMAGES}/ in {folder}/")
 
 
 def _first(folder: Path, names: tuple[str, ...]) -> Path | None:
@@ -79,7 +79,7 @@ def split_table(root: Path, split: str, limit: int | None = None) -> tuple[list[
         return _TABLES[key]
     attr_file = _first(folder, ATTRS)
     if attr_file is None:
-        raise _missing(folder, f"the attribute table {ATTRS[0]}")
+        raise _missing(folder, f"no attribute table {ATTRS[0]} (or .csv) in {folder}/")
     from ..latent.attributes import read_attributes
     try:
         names, ids, values = read_attributes(attr_file)
@@ -131,7 +131,7 @@ def load_celeba(split: str, root: Path, download: bool = False, size: int = 64, 
         raise DataError(f"celeba: size={size!r}: expected an image side in pixels, an integer >= 4")
     folder = Path(root) / "celeba"
     if not folder.is_dir():
-        raise _missing(folder, "the folder")
+        raise _missing(folder, f"no folder {folder}/")
     key = (str(folder), split, size, limit)
     if key in _CACHE:
         return _CACHE[key]
