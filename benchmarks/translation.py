@@ -25,14 +25,15 @@ from genzoo.evaluate.suite import evaluate
 TRAIN = {"log_every": 50, "sample_every": 0, "progress": False, "batch_size": 32, "validate": False,
          "num_threads": 1}
 SR = "srresnet-mnist"
+COSINE = {"lr_schedule": "cosine"}
 
 
 def cases(runs: Path) -> dict[str, dict]:
     return {
-        "sr2-mnist": dict(model="srgan", data="mnist-sr2", preset=SR, steps=1100),
-        "sr4-mnist": dict(model="srgan", data="mnist-sr4", preset=SR, steps=1100),
-        "sr2-fashion": dict(model="srgan", data="fashion-mnist-sr2", preset=SR, steps=900),
-        "sr4-fashion": dict(model="srgan", data="fashion-mnist-sr4", preset=SR, steps=900),
+        "sr2-mnist": dict(model="srgan", data="mnist-sr2", preset=SR, steps=2500, settings=COSINE),
+        "sr4-mnist": dict(model="srgan", data="mnist-sr4", preset=SR, steps=2500, settings=COSINE),
+        "sr2-fashion": dict(model="srgan", data="fashion-mnist-sr2", preset=SR, steps=3000, settings=COSINE),
+        "sr4-fashion": dict(model="srgan", data="fashion-mnist-sr4", preset=SR, steps=3000, settings=COSINE),
         "srgan4-mnist": dict(model="srgan", data="mnist-sr4", preset="mnist", steps=500,
                              settings={"init_from": str(runs / "sr4-mnist"), "gan_weight": 1e-2,
                                        "perceptual": "mnist", "perceptual_weight": 1e-2, "lr": 1e-4}),
