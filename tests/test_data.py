@@ -234,3 +234,20 @@ def test_fetch_offline_says_where_to_place_files(tmp_path):
     with pytest.raises(DataError, match=r"Offline\? Place these files in .*fashion-mnist/: train-images"):
         fetch("fashion-mnist", tmp_path, mirror="http://127.0.0.1:9", timeout=2)
     assert not list(tmp_path.rglob("*.part"))
+
+
+def test_idx_header_whose_dimensions_overflow_names_the_file(tmp_path):
+    """Four dimensions of 2^32 - 1: the product overflows int64 (numpy's np.prod wraps to a small number);
+    the check uses exact integers and names the file."""
+    import struct
+    from genzoo.data.idx import DataError, read_idx
+    p = tmp_path / "forged-idx3-ubyte"
+    p.write_bytes(bytes([0, 0, 0x08, 4]) + struct.pack(">IIII", *([2 ** 32 - 1] * 4)) + b"\0" * 16)
+    with pytest.raises(DataError, match=rf"{p}: header declares dimensions \(4294967295, 4294967295, "
+                                        rf"4294967295, 4294967295\).*corrupt header"):
+        read_idx(p)
+    # a product that wraps exactly to the payload size under int64 arithmetic: 2^32 * 2^32 = 2^64 -> 0
+    q = tmp_path / "wrap-idx2-ubyte"
+    q.write_bytes(bytes([0, 0, 0x08, 3]) + struct.pack(">III", 2 ** 31, 2 ** 31, 4))
+    with pytest.raises(DataError, match=str(q)):
+        read_idx(q)
