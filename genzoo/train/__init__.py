@@ -132,7 +132,7 @@ def _train(model: str | GenerativeModel, data: str | gdata.Dataset | None, out_p
         model_settings, tc = new_run
         if data is None:
             data = "mnist-mini"
-        if out_path is not None and R.inspect(out_path) == "run":
+        if out_path is not None and main and R.inspect(out_path) == "run":  # (other ranks: rank 0 writes)
             hint = ("it has no checkpoint yet (it stopped before its first one): pass --resume to start it again "
                     "from step 0, or" if not (out_path / R.STATE).exists() else "pass --resume to continue it or")
             raise FileExistsError(f"{out_path} already holds a run; {hint} choose another --out")
