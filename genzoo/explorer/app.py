@@ -202,6 +202,8 @@ def create_app(run_dir: str | Path | Explorer, data: str | None = None,
                 scale: int = scale_q) -> Response:
         return png(ex.png(ex.denoise(index, noise, seed), nrow=3, scale=scale))
 
+    from .translate import add_routes as add_translate_routes  # the translate panel (pix2pix, srgan, ...)
+    add_translate_routes(app, ex)
     return app
 
 

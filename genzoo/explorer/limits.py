@@ -34,7 +34,7 @@ from starlette.responses import JSONResponse
 
 TOKEN_HEADER = "X-Genzoo-Token"
 LIGHT_PATHS = frozenset({"/api/info"})  # no token, not counted as heavy: cheap and read-only
-UPLOAD_PATHS = frozenset({"/api/encode"})  # bodies are image bytes, up to max_upload_bytes
+UPLOAD_PATHS = frozenset({"/api/encode", "/api/translate"})  # bodies are image bytes, up to max_upload_bytes
 JSON_TYPES = ("application/json",)
 UPLOAD_TYPES = ("image/png", "image/jpeg", "application/octet-stream")
 

@@ -115,6 +115,8 @@ class Explorer:
             out.append("draw")
         if m.can("reconstruct") and has_test and self.noise is not None:
             out.append("denoise")
+        if m.can("translate"):
+            out.append("translate")
         return out
 
     @property
