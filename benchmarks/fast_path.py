@@ -22,7 +22,6 @@ from torch import nn
 
 import genzoo.data as gd
 from genzoo.config import TrainConfig
-from genzoo.models.base import Batch
 from genzoo.train import build_model
 from genzoo.train.engine import Trainer, autocast
 
