@@ -19,6 +19,7 @@ async function initTranslatePanel() {
     for (const d of t.directions) { const o = document.createElement("option"); o.value = d; o.textContent = d; $("tr-direction").appendChild(o); }
   }
   $("tr-blend-box").hidden = !t.super_resolution;
+  if (!t.super_resolution) { $("tr-under").hidden = true; $("tr-output").style.position = "static"; }
   $("tr-bicubic-fig").hidden = !t.super_resolution;
   const direction = () => (t.directions.length > 1 ? $("tr-direction").value : null);
 
