@@ -172,3 +172,14 @@ def test_recommended_presets_hold_the_measured_recipes():
     for name, fields in want.items():
         cfg = build_model(name, ds, "recommended").config
         assert {k: getattr(cfg, k) for k in fields} == fields, name
+
+
+def test_only_keeps_the_other_claims_of_an_earlier_report(tmp_path):
+    lecture.run(["linear-pca", "wgan-critic"], scale="tiny", out=tmp_path, runs=None, log=lambda s: None)
+    first = json.loads((tmp_path / "results.json").read_text())["claims"]
+    res = lecture.run(["wgan-critic"], scale="tiny", out=tmp_path, runs=None, log=lambda s: None)
+    names = [c.name for c, _ in res["results"]]
+    assert names == ["linear-pca", "wgan-critic"]  # the earlier linear-pca result is kept, in claim order
+    again = json.loads((tmp_path / "results.json").read_text())["claims"]
+    assert again[0]["numbers"] == first[0]["numbers"]
+    assert "`linear-pca`" in (tmp_path / "report.md").read_text()
