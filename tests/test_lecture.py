@@ -55,6 +55,7 @@ def test_report_lists_every_claim_and_inlines_images(tiny_report):
     assert page.count("src='data:image/png;base64,") == n_figs
     assert "src='figures/" not in page  # self-contained
     assert [d["name"] for d in data["claims"]] == lecture.names()
+    assert all((out / f).exists() and not Path(f).is_absolute() for d in data["claims"] for f in d["figures"])
 
 
 def test_auroc_matches_sklearn_with_ties():

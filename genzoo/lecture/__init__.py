@@ -73,7 +73,8 @@ def _with_earlier(items: list, out: Path, scale: str) -> list:
     for d in old.get("claims", []):
         if d.get("name") in done or d.get("name") not in names():
             continue
-        r = Result(d.get("numbers") or {}, [Path(f) for f in d.get("figures") or []], d.get("verdict", "error"),
+        figs = [f if Path(f).is_absolute() else out / f for f in d.get("figures") or []]
+        r = Result(d.get("numbers") or {}, [Path(f) for f in figs], d.get("verdict", "error"),
                    d.get("why", ""), d.get("table"), float(d.get("cpu_s") or 0.0), d.get("error"))
         kept[d["name"]] = (get(d["name"]), r)
     return [kept[n] for n in names() if n in kept]

@@ -53,6 +53,12 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{h}</tr>{body}</table>"
 
 
+def _rel(f: Any, out: Path) -> str:
+    """A figure's path relative to the report folder when it lies inside it (the folder can be moved)."""
+    f = Path(f)
+    return (f.relative_to(out) if f.is_relative_to(out) else f).as_posix()
+
+
 def write_report(items: Sequence[tuple[Claim, Result]], out: Path, scale: str, header: str = "") -> dict[str, Path]:
     """Write report.md, report.html and results.json under `out` for the (claim, result) pairs."""
     out = Path(out)
@@ -97,7 +103,7 @@ def write_report(items: Sequence[tuple[Claim, Result]], out: Path, scale: str, h
             hp.append(f"<pre>{html.escape(r.error)}</pre>")
         results.append({"name": c.name, "number": c.number, "title": c.title, "quote": c.quote,
                         "verdict": r.verdict, "why": r.why, "numbers": r.numbers, "table": r.table,
-                        "figures": [str(Path(f)) for f in r.figures], "cpu_s": round(r.cpu_s, 1),
+                        "figures": [_rel(f, out) for f in r.figures], "cpu_s": round(r.cpu_s, 1),
                         "command": c.command(scale), "error": r.error})
     hp.append("</body></html>")
     return {"md": write_text(out / "report.md", "\n".join(md) + "\n"),
