@@ -268,3 +268,30 @@ def test_evaluate_nll_gives_the_bound(tmp_path):
     r = evaluate(m, metrics="nll", data="mnist-mini", n=8)
     assert "nll" in r["metrics"] and math.isfinite(r["metrics"]["nll"])
     assert r["metrics"]["nll_bits_per_dim"] == pytest.approx(r["metrics"]["nll"] / (784 * math.log(2)))
+
+
+# ---- command line -------------------------------------------------------------------------------------
+def test_cli_sample_passes_diffusion_settings_and_rejects_foreign_ones(tmp_path):
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from genzoo.cli import commands  # noqa: F401  (registers the commands)
+    from genzoo.cli._app import app
+    out = tmp_path / "run"
+    genzoo.train("ddpm", "mnist-mini", out=out, preset="tiny", steps=2,
+                 settings={"conditional": True, "progress": False, "sample_every": 0, "validate": False})
+    runner = CliRunner()
+    args = ["sample", str(out), "-n", "3", "--steps", "4", "--labels", "3,3,7", "--guidance", "2", "--seed", "5"]
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "s.npy")])
+    assert r.exit_code == 0, r.output
+    got = np.load(tmp_path / "s.npy")
+    m = genzoo.load(out)
+    ref = m.to_unit(m.sample(3, labels=torch.tensor([3, 3, 7]), generator=torch.Generator().manual_seed(5), steps=4,
+                             guidance=2.0))
+    assert got.shape[0] == 3
+    np.testing.assert_allclose(got.reshape(3, -1) / 255, ref.reshape(3, -1).numpy(), atol=1 / 255 + 1e-6)
+    r = runner.invoke(app, ["sample", str(out), "-n", "2", "--temperature", "0.5", "--out", str(tmp_path / "t.png")])
+    assert r.exit_code != 0 and "takes no --temperature" in r.output and "--steps" in r.output
+    r = runner.invoke(app, ["sample", str(out), "-n", "2", "--sampler", "ddpm", "--eta", "1", "--out",
+                            str(tmp_path / "u.png")])
+    assert r.exit_code != 0 and "eta" in r.output
