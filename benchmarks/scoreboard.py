@@ -38,7 +38,7 @@ from genzoo.train.rundir import read_metrics  # noqa: E402
 # The size each family is benchmarked at (a preset name); models not listed use their default config.
 PRESET = {"ae": "conv", "denoising-ae": "conv", "sparse-ae": "mnist-196", "vae": "mlp-784-400-20",
           "cvae": "mlp-784-400-20", "gan": "mnist", "cgan": "mnist", "dcgan": "mnist", "wgan": "mnist",
-          "wgan-gp": "mnist"}
+          "wgan-gp": "mnist", "ddpm": "mnist"}
 SAMPLE_METRICS = "fid,pr,dc,modes,mse"
 COLUMNS = ("model", "preset", "CPU min", "steps", "img/s (CPU)", "recon MSE", "NLL (nats)", "domain FID",
            "precision", "recall", "coverage", "classes covered")
