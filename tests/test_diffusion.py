@@ -295,3 +295,36 @@ def test_cli_sample_passes_diffusion_settings_and_rejects_foreign_ones(tmp_path)
     r = runner.invoke(app, ["sample", str(out), "-n", "2", "--sampler", "ddpm", "--eta", "1", "--out",
                             str(tmp_path / "u.png")])
     assert r.exit_code != 0 and "eta" in r.output
+
+
+# ---- explorer -----------------------------------------------------------------------------------------
+def test_explorer_sampling_steps_guidance_and_trajectory(tmp_path):
+    import io
+
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx2")
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from genzoo.explorer import create_app
+    from genzoo.explorer.limits import TOKEN_HEADER
+    out = tmp_path / "run"
+    genzoo.train("ddpm", "mnist-mini", out=out, preset="tiny", steps=2,
+                 settings={"conditional": True, "progress": False, "sample_every": 0, "validate": False})
+    app = create_app(out, allowed_hosts=["testserver"])
+    c = TestClient(app, headers={TOKEN_HEADER: app.state.token})
+    info = c.get("/api/info").json()
+    assert {"steps", "guidance"} <= set(info["sample_options"]) and info["trajectory"]
+    r = c.get("/api/samples.png?n=1&steps=4&guidance=2&label=3&seed=9")
+    assert r.status_code == 200
+    m = genzoo.load(out)
+    ref = m.to_unit(m.sample(1, labels=torch.tensor([3]), generator=torch.Generator().manual_seed(9), steps=4,
+                             guidance=2.0))
+    got = np.asarray(Image.open(io.BytesIO(r.content)).convert("L"), dtype=np.float64) / 255
+    np.testing.assert_allclose(got, ref[0, 0].numpy(), atol=1 / 255 + 1e-6)
+    r = c.get("/api/trajectory.png?n=2&steps=5&frames=6&label=1")
+    assert r.status_code == 200
+    w, h = Image.open(io.BytesIO(r.content)).size
+    assert (w, h) == (6 * 28 + 7 * 2, 2 * 28 + 3 * 2)  # one row of 6 frames per sample, 2-pixel padding
+    r = c.get("/api/trajectory.png?n=2&steps=3&frames=6")
+    assert r.status_code == 400 and "sampling steps" in r.json()["detail"]

@@ -131,11 +131,19 @@ def create_app(run_dir: str | Path | Explorer, data: str | None = None,
     @app.get("/api/samples.png")
     def samples(n: int = n_images, seed: int = Query(0, ge=0, lt=2**63),
                 label: int | None = None, temperature: float | None = Query(None, gt=0, le=10),
-                truncation: float | None = Query(None, gt=0, le=10), scale: int = scale_q) -> Response:
+                truncation: float | None = Query(None, gt=0, le=10), steps: int | None = Query(None, ge=1, le=1000),
+                guidance: float | None = Query(None, ge=0, le=20), scale: int = scale_q) -> Response:
         nrow = int(np.ceil(np.sqrt(n)))
         ex.check_picture(n, nrow, scale)  # before sampling: an oversized picture costs nothing
-        x = ex.samples(n, seed, label, temperature, truncation)
+        x = ex.samples(n, seed, label, temperature, truncation, steps, guidance)
         return png(ex.png(x, nrow=nrow, scale=scale))
+
+    @app.get("/api/trajectory.png")
+    def trajectory(n: int = Query(4, ge=1, le=8), seed: int = Query(0, ge=0, lt=2**63), label: int | None = None,
+                   steps: int | None = Query(None, ge=1, le=1000), guidance: float | None = Query(None, ge=0, le=20),
+                   frames: int = Query(10, ge=2, le=16), scale: int = scale_q) -> Response:
+        ex.check_picture(n * frames, frames, scale)
+        return png(ex.png(ex.trajectory(n, seed, label, steps, guidance, frames), nrow=frames, scale=scale))
 
     @app.get("/api/test.png")
     def test_image(index: int = Query(..., ge=0), scale: int = scale_q) -> Response:

@@ -99,9 +99,13 @@ class Explorer:
         return [str(i) for i in range(k)] if self.conditional and k else None
 
     def sample_options(self) -> list[str]:
-        """The sampling knobs `model.sample` names explicitly (temperature, truncation)."""
+        """The sampling knobs `model.sample` names explicitly (temperature, truncation; diffusion: steps,
+        guidance for a conditional model)."""
         params = inspect.signature(self.model.sample).parameters
-        return [p for p in ("temperature", "truncation") if p in params]
+        opts = [p for p in ("temperature", "truncation", "steps") if p in params]
+        if "guidance" in params and self.conditional:
+            opts.append("guidance")
+        return opts
 
     def panels(self) -> list[str]:
         """The page's panels this run supports, from the model's capabilities and the test set."""
@@ -134,7 +138,8 @@ class Explorer:
             "data_error": self.data_error, "image_shape": list(m.config.image_shape), "latent_dim": m.latent_dim,
             "parameters": sum(p.numel() for p in m.parameters()), "capabilities": m.capabilities,
             "panels": self.panels(), "conditional": self.conditional, "classes": self.classes,
-            "sample_options": self.sample_options(), "test_size": len(self.test) if self.test is not None else 0,
+            "sample_options": self.sample_options(),
+            "trajectory": callable(getattr(m, "trajectory", None)), "test_size": len(self.test) if self.test is not None else 0,
             "map_methods": self.map_methods(), "background": "light" if self.background > 127 else "dark",
             "steps": self.run_info.get("step"), "wall_time_s": self.run_info.get("wall_time_s"),
             "validation": {k: v for k, v in last.items() if isinstance(v, (int, float))},
@@ -182,21 +187,38 @@ class Explorer:
         return torch.full((n,), label, dtype=torch.long)
 
     def samples(self, n: int, seed: int, label: int | None = None, temperature: float | None = None,
-                truncation: float | None = None) -> Tensor:
+                truncation: float | None = None, steps: int | None = None, guidance: float | None = None) -> Tensor:
         """n samples from the model's own sampler, with its own generator seeded by `seed`."""
         if not self.model.can("sample"):
             raise ValueError(f"a {self.model.model_type} model cannot sample")
         self.check_count("n", n)
-        kw: dict[str, Any] = {}
-        for name, val in (("temperature", temperature), ("truncation", truncation)):
-            if val is not None:
-                if name not in self.sample_options():
-                    raise ValueError(f"a {self.model.model_type} model has no {name} setting")
-                kw[name] = val
+        kw = self._sample_settings(temperature=temperature, truncation=truncation, steps=steps, guidance=guidance)
         with torch.inference_mode():
             x = self.model.sample(n, labels=self._labels(label, n), generator=torch.Generator().manual_seed(seed),
                                   **kw)
             return self.model.to_unit(x).cpu()
+
+    def trajectory(self, n: int, seed: int, label: int | None = None, steps: int | None = None,
+                   guidance: float | None = None, frames: int = 10) -> Tensor:
+        """A diffusion model's reverse process for n samples: (n * frames, C, H, W) in [0, 1], one row of
+        frames x_T -> x_0 per sample."""
+        if not callable(getattr(self.model, "trajectory", None)):
+            raise ValueError(f"a {self.model.model_type} model has no reverse trajectory")
+        self.check_count("n", n * frames)
+        kw = self._sample_settings(steps=steps, guidance=guidance)
+        with torch.inference_mode():
+            fr = self.model.trajectory(n, labels=self._labels(label, n), generator=torch.Generator().manual_seed(seed),
+                                       frames=frames, **kw)  # (frames, n, C, H, W)
+        return fr.transpose(0, 1).reshape(-1, *fr.shape[2:]).cpu()  # (n * frames, C, H, W), row per sample
+
+    def _sample_settings(self, **settings: Any) -> dict[str, Any]:
+        kw: dict[str, Any] = {}
+        for name, val in settings.items():
+            if val is not None:
+                if name not in self.sample_options():
+                    raise ValueError(f"a {self.model.model_type} model has no {name} setting")
+                kw[name] = val
+        return kw
 
     def test_image(self, index: int) -> tuple[Tensor, int | None]:
         """Test image `index` as a model input (1, C, H, W), and its class."""

@@ -153,13 +153,21 @@ function initSamples(info) {
   $("samples-temperature-box").hidden = !opts.includes("temperature");
   $("samples-truncation-box").hidden = !opts.includes("truncation");
   if (info.conditional && info.classes) { $("samples-class-box").hidden = false; fillClasses($("samples-class"), info.classes, true); }
+  $("samples-steps-box").hidden = !opts.includes("steps");
+  $("samples-guidance-box").hidden = !opts.includes("guidance");
+  $("samples-trajectory-box").hidden = !info.trajectory;
   const update = live(async () => {
     const p = { n: 16, seed };
     if (opts.includes("temperature")) p.temperature = $("samples-temperature").value;
     if ($("samples-truncate").checked) p.truncation = $("samples-truncation").value;
     if (info.conditional && $("samples-class").value !== "") p.label = $("samples-class").value;
+    if (opts.includes("steps")) p.steps = $("samples-steps").value;
+    if (opts.includes("guidance")) p.guidance = $("samples-guidance").value;
     await showPng($("samples-img"), `/api/samples.png?${query(p)}`);
+    if (info.trajectory) await showPng($("samples-trajectory"), `/api/trajectory.png?${query({ ...p, n: 4, frames: Math.min(10, Number(p.steps || 50) + 1), scale: 2 })}`);
   }, $("samples-error"));
+  $("samples-steps").oninput = (e) => { $("samples-steps-out").value = e.target.value; update(); };
+  $("samples-guidance").oninput = (e) => { $("samples-guidance-out").value = Number(e.target.value).toFixed(1); update(); };
   $("samples-reroll").onclick = () => { seed = Math.floor(Math.random() * 2 ** 31); update(); };
   $("samples-temperature").oninput = (e) => { $("samples-temperature-out").value = Number(e.target.value).toFixed(2); update(); };
   $("samples-truncate").onchange = (e) => {
