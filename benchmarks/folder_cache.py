@@ -83,7 +83,7 @@ def child_peak(mode: str, folder: Path) -> dict:
                     peak_anon = max(peak_anon, int(line.split()[1]))
         except OSError:
             pass
-        time.sleep(0.02)
+        time.sleep(0.005)
     out = json.loads(p.stdout.read().strip().splitlines()[-1])
     if p.returncode:
         raise SystemExit(f"child {mode} failed ({p.returncode})")

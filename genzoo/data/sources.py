@@ -168,21 +168,23 @@ def load_folder(path: str, split: str = "train", size: int | tuple[int, int] | N
         raise DataError(f"{root}: not a folder")
     split_dirs = (root / "train").is_dir() and (root / "test").is_dir()
     base = root / split if split_dirs else root
-    files = _scan(base)
+    files = _scan(base)  # (path relative to base, bytes, mtime ns), strings for speed (20,000 files: ~0.1 s)
     if not split_dirs:
-        files = [f for f in files if _in_test(f[0].relative_to(root), test_fraction) == (split == "test")]
+        files = [f for f in files if _in_test(f[0], test_fraction) == (split == "test")]
     if not files:
         raise DataError(f"{base}: no PNG/JPEG images found" + ("" if split_dirs else f" for split {split!r}"))
-    rel = [f[0].relative_to(base) for f in files]
-    class_names = sorted({r.parts[0] for r in rel if len(r.parts) > 1})
-    if class_names and any(len(r.parts) == 1 for r in rel):
+    parts = [f[0].partition(os.sep) for f in files]  # (class folder, sep or "", rest)
+    class_names = sorted({p[0] for p in parts if p[1]})
+    if class_names and any(not p[1] for p in parts):
         raise DataError(f"{base}: mixes images at the top level with class sub-folders; use one or the other")
     if isinstance(size, int):
         size = (size, size)
-    y_np = np.array([class_names.index(r.parts[0]) for r in rel], dtype=np.int64) if class_names else None
-    key_src = json.dumps([CACHE_FORMAT, str(root.resolve()), split, test_fraction, list(size) if size else None,
-                          channels, [[str(r), f[1], f[2]] for r, f in zip(rel, files)]])
-    key = hashlib.sha256(key_src.encode()).hexdigest()[:32]
+    index = {c: i for i, c in enumerate(class_names)}
+    y_np = np.array([index[p[0]] for p in parts], dtype=np.int64) if class_names else None
+    h = hashlib.sha256(json.dumps([CACHE_FORMAT, str(root.resolve()), split, test_fraction,
+                                   list(size) if size else None, channels]).encode())
+    h.update("\n".join(f"{n}\t{b}\t{t}" for n, b, t in files).encode())  # the file list, sizes, mtimes
+    key = h.hexdigest()[:32]
     stem = hashlib.sha256(f"{root.resolve()}|{split}".encode()).hexdigest()[:12]
     meta = {"folder": str(root)}
     cdir = folder_cache_dir()
@@ -194,8 +196,8 @@ def load_folder(path: str, split: str = "train", size: int | tuple[int, int] | N
         for msg in meta.get("warnings", []):
             warnings.warn(msg, FolderWarning, stacklevel=2)
     else:
-        x_np, info = _decode_folder([f[0] for f in files], base, size, channels, workers, cdir if cache else None,
-                                    f"{stem}-{key}")
+        x_np, info = _decode_folder([base / f[0] for f in files], base, size, channels, workers,
+                                    cdir if cache else None, f"{stem}-{key}")
         meta.update(info.get("meta", {}), cached=False)
         if info.get("path"):
             meta["cache"] = info["path"]
@@ -204,24 +206,28 @@ def load_folder(path: str, split: str = "train", size: int | tuple[int, int] | N
     return Dataset(f"folder:{root}", split, x, y, class_names or None, meta)
 
 
-def _scan(base: Path) -> list[tuple[Path, int, int]]:
-    """(path, size in bytes, mtime in ns) of every image file under `base`, sorted by path (os.scandir: one
-    stat per file, which the cache key needs anyway)."""
-    out: list[tuple[Path, int, int]] = []
-    stack = [base]
+def _scan(base: Path) -> list[tuple[str, int, int]]:
+    """(path relative to `base`, size in bytes, mtime in ns) of every image file under `base`, sorted by path
+    (os.scandir: one stat per file, which the cache key needs anyway; kept lean: 20,000 files in ~0.1 s)."""
+    out: list[tuple[str, int, int]] = []
+    append, suffixes, sep = out.append, IMAGE_SUFFIXES, os.sep
+    stack = [("", str(base))]
     while stack:
-        d = stack.pop()
+        rel, d = stack.pop()
         try:
-            entries = list(os.scandir(d))
+            it = os.scandir(d)
         except OSError as e:
             raise DataError(f"{d}: cannot list the folder ({e.strerror})") from None
-        for e in entries:
-            if e.is_dir():
-                stack.append(Path(e.path))
-            elif os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and e.is_file():
-                st = e.stat()
-                out.append((Path(e.path), st.st_size, st.st_mtime_ns))
-    out.sort(key=lambda f: str(f[0]))
+        with it:
+            for e in it:
+                name = e.name
+                dot = name.rfind(".")
+                if dot > 0 and name[dot:].lower() in suffixes and e.is_file():
+                    st = e.stat()
+                    append((rel + name, st.st_size, st.st_mtime_ns))
+                elif e.is_dir():
+                    stack.append((rel + name + sep, e.path))
+    out.sort()
     return out
 
 
@@ -336,6 +342,6 @@ def _decode_folder(paths: list[Path], base: Path, size: tuple[int, int] | None, 
     return np.memmap(final, dtype=np.uint8, mode="c", shape=shape), {"meta": meta, "path": str(final)}
 
 
-def _in_test(rel: Path, fraction: float) -> bool:
-    h = int(hashlib.md5(str(rel).encode()).hexdigest()[:8], 16)
+def _in_test(rel: Path | str, fraction: float) -> bool:
+    h = int.from_bytes(hashlib.md5(str(rel).encode()).digest()[:4], "big")  # = int(hexdigest[:8], 16)
     return h / 0xFFFFFFFF < fraction
