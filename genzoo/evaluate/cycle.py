@@ -118,4 +118,70 @@ def _accuracy(clf, x01: Tensor, y: Tensor, batch_size: int) -> float:
     return (probs.argmax(1) == y).double().mean().item()
 
 
-__all__ = ["cycle_metrics", "domains", "domain_classifier", "translate_all", "CYCLE_KEYS"]
+GROUPS = ("labels", "cycle", "fid", "kid")
+
+
+def parse_groups(metrics: str | list[str] | None) -> list[str]:
+    """'fid,labels' or a list -> the groups of a two-domain evaluation (None or 'all': every group)."""
+    if metrics is None or metrics == "all" or metrics == ["all"]:
+        return list(GROUPS)
+    items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
+    out = []
+    for m in (s.strip().lower() for s in items if s.strip()):
+        m = {"label": "labels", "label_preservation": "labels", "cycle_l1": "cycle", "l1": "cycle"}.get(m, m)
+        if m not in GROUPS:
+            raise ValueError(f"unknown metric {m!r} for a two-domain translation run; expected some of: "
+                             f"{', '.join(GROUPS)}")
+        if m not in out:
+            out.append(m)
+    return out
+
+
+def evaluate_cycle(model, data: str, *, metrics: str | list[str] | None = None, n: int = 10_000, seed: int = 0,
+                   batch_size: int = 500, root=None, run=None, kid_subsets: int = 100, kid_subset_size: int = 1000,
+                   out=None, strict: bool = False) -> dict[str, Any]:
+    """`genzoo evaluate` for a two-direction model on unpaired `data`: the record of genzoo.evaluate.evaluate
+    (model_type, run, data, n, seed, extractor, metrics, skipped, note, seconds) holding `cycle_metrics`,
+    keys suffixed by direction (`label_preservation_a2b`, `fid_b2a`, `fid_identity_b2a`, ...)."""
+    import time
+
+    from .._io import write_json
+    from .suite import DOMAIN_NOTE
+
+    t0 = time.perf_counter()
+    groups = parse_groups(metrics)
+    test = gdata.load(data, "test", root=root)
+    torch.manual_seed(seed)
+    r = cycle_metrics(model, test, n=n, batch_size=batch_size, kid="kid" in groups, kid_subsets=kid_subsets,
+                      kid_subset_size=kid_subset_size, seed=seed)
+    keep = {"labels": ("label_preservation", "source_accuracy"), "cycle": ("cycle_l1",),
+            "fid": ("fid", "fid_identity", "fid_ratio"), "kid": ("kid", "kid_identity")}
+    wanted = tuple(f"{k}_" for g in groups for k in keep[g])
+    res = {k: v for k, v in r["metrics"].items() if k.startswith(wanted) and
+           not (k.startswith("fid_") and "fid" not in groups and k.split("_")[1] in ("identity", "ratio"))}
+    skipped = {f"{g} ({d})": why for d, why in r["skipped"].items() for g in groups if g != "cycle"}
+    if "labels" in groups:
+        for d in model.directions:
+            if f"label_preservation_{d}" not in res and d in r["extractors"]:
+                skipped[f"labels ({d})"] = "the two domains do not share their classes"
+    if strict and skipped:
+        raise ValueError(f"metrics do not apply: {skipped}")
+    result = {"model_type": model.model_type, "run": str(run) if run else None, "data": data,
+              "n": n_pairs(r["n"]), "seed": seed,
+              "extractor": ", ".join(f"{d}: {e}" for d, e in r["extractors"].items()) or None,
+              "metrics": res, "skipped": skipped, "n_per_direction": r["n"]}
+    if "fid" in groups or "kid" in groups:
+        result["note"] = DOMAIN_NOTE + "; identity = the untranslated sources, the baseline"
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    if out is not None:
+        write_json(out, result)
+    return result
+
+
+def n_pairs(n: dict[str, list[int]]) -> int:
+    """The number of source images evaluated (the smallest over directions)."""
+    return min((v[0] for v in n.values()), default=0)
+
+
+__all__ = ["cycle_metrics", "evaluate_cycle", "parse_groups", "domains", "domain_classifier", "translate_all",
+           "CYCLE_KEYS", "GROUPS"]
