@@ -1,6 +1,6 @@
 """The GAN lineage after DCGAN on MNIST under a CPU budget (SAGAN, BigGAN, ProGAN), and BigGAN's truncation sweep.
 
-    OMP_NUM_THREADS=1 python benchmarks/gan_lineage.py --cases sagan-mnist,biggan-mnist,progan-mnist --budget 8
+    OMP_NUM_THREADS=1 python benchmarks/gan_lineage.py --cases sagan-mnist,biggan-mnist,progan-mnist --budget 7
     OMP_NUM_THREADS=1 python benchmarks/gan_lineage.py --sweep runs/bench-lineage/biggan-mnist
     python benchmarks/gan_lineage.py --quick      # every case and the sweep for a few seconds (checks the script)
 
