@@ -456,11 +456,6 @@ class DDPM(GenerativeModel):
     def phases(self) -> list[Phase]:
         return [Phase("ddpm", list(self.net.parameters()), self.loss, self.config.optimizer_spec())]
 
-    def on_train_end(self, batches: Any) -> None:
-        """Give the weights back their default memory layout (the engine may train conv weights channels-last),
-        so that the trained model computes bit for bit what the same model loaded from its run directory does."""
-        self.to(memory_format=torch.contiguous_format)
-
     @torch.no_grad()
     def preview(self, batch: Batch, generator: torch.Generator | None = None) -> tuple[Tensor, int]:
         """64 samples from a fixed seed by a short DDIM run (`preview_steps`); a conditional model draws

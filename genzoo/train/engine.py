@@ -425,6 +425,8 @@ class Trainer:
             self.loop_seconds = time.perf_counter() - t_start
             if self.bar is not None:
                 self.bar.close()
+            if self.channels_last:  # hand back the default layout: the trained model then computes bit for bit
+                model.to(memory_format=torch.contiguous_format)  # what the same model loaded from disk does
             model.eval()
             if self.dist.main:  # once (rank 0); the final checkpoint broadcasts the result to every rank
                 model.on_train_end(lambda: self._all_batches(self.train_data))
