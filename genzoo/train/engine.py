@@ -152,7 +152,8 @@ class CosineSchedule:
     (T - s0))) / 2 from segment start (s0, f0). A fresh run has (s0, f0) = (0, 1): the closed form
     (1 + cos(pi s / T)) / 2. Resuming with a larger total T' starts a new segment at the resumed step from the
     factor reached there, so the LR keeps decaying monotonically and reaches 0 at the new end; resuming with
-    the same total keeps the segment (the uninterrupted run's LRs, exactly)."""
+    the same total keeps the segment (the uninterrupted run's LRs, exactly). A finished run (factor 0) cannot
+    be extended: that would train at learning rate 0, so it is refused with a message."""
 
     def __init__(self, opt: torch.optim.Optimizer, total: int):
         self.opt, self.total = opt, max(1, total)
@@ -188,6 +189,10 @@ class CosineSchedule:
         if saved != old_total:  # the run's total changed on resume: a new segment from here
             self.total = old_total
             f_now = self.factor(step)
+            if f_now <= 1e-12 and saved > step:
+                raise ValueError(f"this run's cosine schedule ended at step {step} with learning rate 0; "
+                                 f"resuming it to {saved} steps would train at learning rate 0. Start a new "
+                                 f"run with the total you want (or resume an interrupted run before its end)")
             self.total, self.s0, self.f0 = saved, step, f_now
         self._apply()
 
