@@ -138,3 +138,12 @@ def test_ema_is_saved_with_the_model_and_updated_by_the_engine(tmp_path):
     from safetensors.torch import load_file
     saved = load_file(str(tmp_path / "run" / "model.safetensors"))
     assert saved["ema.module.w"].item() == pytest.approx(0.23)
+
+
+@pytest.mark.parametrize("name", ["ae", "vae"])
+def test_labels_given_to_an_unconditional_model_are_an_error(name):
+    from genzoo.train import build_model
+    m = build_model(name, genzoo.data.load("mnist-mini"), preset="tiny")
+    with pytest.raises(ValueError, match="is unconditional: it takes no labels"):
+        m.sample(3, labels=torch.tensor([3, 3, 7]))
+    assert m.sample(2).shape[0] == 2  # without labels it samples

@@ -144,6 +144,7 @@ class Autoencoder(GenerativeModel):
     def sample(self, n: int, labels: Tensor | None = None, generator: torch.Generator | None = None,
                temperature: float = 1.0, **kw: Any) -> Tensor:
         """Decode codes drawn from N(mean, cov) fitted to the training codes (the plain AE has no prior)."""
+        self.refuse_labels(labels)
         eps = torch.randn(n, self.config.latent_dim, generator=generator).to(self.code_mean.device)
         return self.decode(self.code_mean + temperature * eps @ self.code_chol.T)
 

@@ -215,6 +215,12 @@ class GenerativeModel(nn.Module):
         h = self.encode(x)
         return h[0] if isinstance(h, tuple) else h
 
+    def refuse_labels(self, labels: Any) -> None:
+        """Class labels given to an unconditional model are an error, never silently ignored."""
+        if labels is not None and not self.conditional:
+            raise ValueError(f"{self.model_type or type(self).__name__} is unconditional: it takes no labels "
+                             f"(train a conditional model, e.g. cvae, cgan or biggan)")
+
     @property
     def conditional(self) -> bool:
         """True when `sample`/`decode` take class labels (cvae, cgan)."""

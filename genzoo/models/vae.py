@@ -191,6 +191,7 @@ class VAE(GenerativeModel):
     def sample(self, n: int, labels: Tensor | None = None, generator: torch.Generator | None = None,
                temperature: float = 1.0, **kw: Any) -> Tensor:
         """Decode z ~ N(0, temperature^2 I). A conditional model draws `labels` (default: 0, 1, 2, ... cycling)."""
+        self.refuse_labels(labels)
         if self.cond_dim and labels is None:
             labels = torch.arange(n) % self.cond_dim
         z = temperature * torch.randn(n, self.config.latent_dim, generator=generator)
