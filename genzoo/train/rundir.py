@@ -328,35 +328,6 @@ def load_state(run_dir: Path) -> dict[str, Any]:
     return state
 
 
-class MetricsLog:
-    """metrics.csv, kept in memory and rewritten atomically on each flush (the columns may grow)."""
-
-    def __init__(self, path: Path, keep_until_step: int | None = None):
-        self.path = path
-        self.rows: list[dict[str, Any]] = []
-        if keep_until_step is not None and path.exists():
-            with open(path, newline="") as f:
-                self.rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= keep_until_step]
-
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-
-    def flush(self) -> None:
-        cols: list[str] = []
-        for r in self.rows:
-            cols += [k for k in r if k not in cols]
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-        w.writeheader()
-        for r in self.rows:
-            w.writerow({k: _fmt(v) for k, v in r.items()})
-        write_bytes(self.path, buf.getvalue().encode())
-
-
-def _fmt(v: Any) -> Any:
-    return f"{v:.6g}" if isinstance(v, float) else v
-
-
 def read_metrics(run_dir: str | Path) -> list[dict[str, str]]:
     path = Path(run_dir) / METRICS
     with open(path, newline="") as f:
