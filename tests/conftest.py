@@ -51,3 +51,36 @@ def tiny_train(tmp_path):
         return m, out
 
     return run
+
+
+KILL_AT_RENAME = """
+import os, signal, sys
+import genzoo
+calls = {"n": 0}
+real_replace = os.replace
+def replace(src, dst):
+    # SIGKILL at the Nth rename (argv[3]) of a checkpoint file: its temp files are written, not yet renamed
+    if str(dst).endswith(("model.safetensors", "training_state.pt")):
+        calls["n"] += 1
+        if calls["n"] == int(sys.argv[3]):
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real_replace(src, dst)
+os.replace = replace
+genzoo.train("ae", "mnist-mini", out=sys.argv[1], preset="tiny", steps=int(sys.argv[2]),
+             settings={"log_every": 5, "sample_every": 0, "progress": False, "batch_size": 64,
+                       "checkpoint_every": 10})
+"""
+
+
+@pytest.fixture
+def killed_at_rename():
+    """Train a tiny AE (checkpoint every 10 steps) into `out` for `steps` steps in a subprocess that SIGKILLs itself
+    at the `n`-th rename of model.safetensors / training_state.pt; returns the finished process."""
+    import subprocess
+    import sys
+
+    def run(out, steps: int, n: int):
+        return subprocess.run([sys.executable, "-c", KILL_AT_RENAME, str(out), str(steps), str(n)],
+                              capture_output=True)
+
+    return run

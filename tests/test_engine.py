@@ -6,7 +6,6 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,29 +88,12 @@ def test_existing_run_is_not_overwritten(tmp_path):
         genzoo.train("ae", out=out, preset="tiny", steps=5, settings=FAST)
 
 
-KILL_SCRIPT = textwrap.dedent("""
-    import os, signal, sys
-    import genzoo
-    calls = {"n": 0}
-    real_replace = os.replace
-    def replace(src, dst):
-        # die in the middle of the checkpoint at step 20: its temp files are written, not yet renamed
-        if str(dst).endswith(("model.safetensors", "training_state.pt")):
-            calls["n"] += 1
-            if calls["n"] == int(sys.argv[2]):
-                os.kill(os.getpid(), signal.SIGKILL)
-        return real_replace(src, dst)
-    os.replace = replace
-    genzoo.train("ae", "mnist-mini", out=sys.argv[1], preset="tiny", steps=40,
-                 settings={"log_every": 5, "sample_every": 0, "progress": False, "batch_size": 64,
-                           "checkpoint_every": 10})
-""")
 
 
 @pytest.mark.parametrize("die_at_rename", [3, 4])  # step-20 checkpoint: before the weights / the state rename
-def test_sigkill_during_checkpoint_keeps_previous_checkpoint(tmp_path, die_at_rename):
+def test_sigkill_during_checkpoint_keeps_previous_checkpoint(tmp_path, die_at_rename, killed_at_rename):
     out = tmp_path / "run"
-    p = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(out), str(die_at_rename)], capture_output=True)
+    p = killed_at_rename(out, 40, die_at_rename)
     assert p.returncode == -9, p.stderr.decode()[-2000:]
     state = torch.load(out / "training_state.pt", weights_only=True)
     assert state["step"] in (10, 20)

@@ -200,29 +200,13 @@ def test_training_state_missing_keys_and_pickles_are_clear_errors(tmp_path):
 
 
 # ---- SIGKILL during the first checkpoint ----------------------------------------------------------------
-KILL_FIRST = textwrap.dedent("""
-    import os, signal, sys
-    import genzoo
-    calls = {"n": 0}
-    real_replace = os.replace
-    def replace(src, dst):
-        # die inside the FIRST checkpoint (step 10): before its weights (1) or its state (2) is renamed
-        if str(dst).endswith(("model.safetensors", "training_state.pt")):
-            calls["n"] += 1
-            if calls["n"] == int(sys.argv[2]):
-                os.kill(os.getpid(), signal.SIGKILL)
-        return real_replace(src, dst)
-    os.replace = replace
-    genzoo.train("ae", "mnist-mini", out=sys.argv[1], preset="tiny", steps=20,
-                 settings={"log_every": 5, "sample_every": 0, "progress": False, "batch_size": 64,
-                           "checkpoint_every": 10})
-""")
 
 
 @pytest.mark.parametrize("die_at_rename", [1, 2])
-def test_sigkill_during_first_checkpoint_leaves_a_run_resumable_from_step_0(tmp_path, die_at_rename):
+def test_sigkill_during_first_checkpoint_leaves_a_run_resumable_from_step_0(tmp_path, die_at_rename,
+                                                                            killed_at_rename):
     out = tmp_path / "run"
-    p = subprocess.run([sys.executable, "-c", KILL_FIRST, str(out), str(die_at_rename)], capture_output=True)
+    p = killed_at_rename(out, 20, die_at_rename)
     assert p.returncode == -9, p.stderr.decode()[-2000:]
     assert not (out / "training_state.pt").exists()
     assert json.loads((out / "run.json").read_text())["status"] == "started"
