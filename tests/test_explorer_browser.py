@@ -127,9 +127,9 @@ def shoot_panels(page, out_dir: Path, panels: tuple[str, ...] = PANELS) -> list[
     return paths
 
 
-def draw_stroke(page, points: list[tuple[float, float]]) -> None:
-    """Draw a polyline on the drawing canvas; points in canvas fractions (0..1)."""
-    canvas = page.locator("#draw")
+def draw_stroke(page, points: list[tuple[float, float]], canvas_id: str = "draw") -> None:
+    """Draw a polyline on a drawing canvas (the draw panel's by default); points in canvas fractions (0..1)."""
+    canvas = page.locator(f"#{canvas_id}")
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
     xy = [(box["x"] + u * box["width"], box["y"] + v * box["height"]) for u, v in points]
@@ -256,6 +256,87 @@ def test_bad_upload_shows_the_servers_message(page, tmp_path):
     assert any("HTTP 415" in f for f in page.log["failed"])
     page.log["failed"].clear()  # the 415 was expected
     page.log["errors"] = [e for e in page.log["errors"] if "415" not in e]
+
+
+# ---- the translate panel on a CycleGAN run, both directions ------------------------------------------------------
+def data_url_pixels(page, img_id: str) -> np.ndarray:
+    """The exact pixels of an <img> whose src is a PNG data URL, as a float array in [0, 1] (grey)."""
+    import base64
+
+    from PIL import Image
+    src = page.eval_on_selector(f"#{img_id}", "e => e.src")
+    assert src.startswith("data:image/png;base64,"), src[:40]
+    im = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("L")
+    return np.asarray(im).astype(float) / 255
+
+
+@pytest.fixture(scope="module")
+def cyc_server(tmp_path_factory):
+    """A tiny cyclegan trained 120 steps on mnist-mini <-> thick-mnist: enough that G thickens strokes and F
+    thins them (measured: ink 0.11 -> 0.23 for G on domain A, 0.24 -> 0.14 for F on domain B)."""
+    import torch
+
+    from genzoo.train import train
+    run = tmp_path_factory.mktemp("explorer-browser") / "cyc"
+    torch.manual_seed(0)
+    train("cyclegan", "mnist-mini-thick", out=run, preset="tiny", steps=120,
+          settings={"log_every": 40, "sample_every": 0, "progress": False, "validate": False, "batch_size": 8,
+                    "lr": 2e-3})
+    proc, url = start_explorer(run, free_port())
+    yield url
+    stop(proc)
+
+
+def test_translate_panel_runs_a_cyclegan_both_ways(browser, cyc_server):
+    """The direction selector lists both directions by domain; each routes its own source domain's test images
+    and the drawing; thick strokes have more ink, so the output's ink moves the way the target domain expects."""
+    import genzoo.data as gd
+    pg = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("response", lambda r: errors.append(f"{r.url}: HTTP {r.status}") if r.status >= 400 else None)
+    ready(pg, cyc_server)
+    assert pg.locator("#panel-translate").is_visible()
+    options = pg.locator("#tr-direction option")
+    assert options.all_inner_texts() == ["mnist-mini → thick-mnist (a2b)", "thick-mnist → mnist-mini (b2a)"]
+    test = gd.load("mnist-mini-thick", "test")
+
+    def ink(img_id: str) -> float:
+        return float(data_url_pixels(pg, img_id).mean())
+
+    # a2b (the default): test image 0 of domain A, thickened
+    wait_updated(pg, "tr-output", 0)
+    assert np.array_equal(data_url_pixels(pg, "tr-source"), test.x[0, 0].numpy() / 255)
+    assert pg.locator("#tr-output-cap").inner_text() == "output (thick-mnist)"
+    src_a, out_a = ink("tr-source"), ink("tr-output")
+    assert out_a > 1.3 * src_a, (src_a, out_a)
+    # b2a: test image 0 of domain B (thick strokes), thinned
+    n = updates(pg, "tr-output")
+    pg.locator("#tr-direction").select_option("b2a")
+    wait_updated(pg, "tr-output", n)
+    assert np.array_equal(data_url_pixels(pg, "tr-source"), test.domain_b.x[0, 0].numpy() / 255)
+    assert pg.locator("#tr-source-cap").inner_text() == "source (thick-mnist)"
+    assert pg.locator("#tr-output-cap").inner_text() == "output (mnist-mini)"
+    assert int(pg.eval_on_selector("#tr-index", "e => Number(e.max)")) == len(test.domain_b) - 1
+    src_b, out_b = ink("tr-source"), ink("tr-output")
+    assert out_b < 0.8 * src_b, (src_b, out_b)
+    # a drawing in b2a, then the same drawing in a2b (changing direction re-sends the drawing, not a test image)
+    n = updates(pg, "tr-output")
+    draw_stroke(pg, [(0.35, 0.2), (0.6, 0.2), (0.5, 0.5), (0.45, 0.8)], canvas_id="tr-draw")  # a "7"
+    wait_updated(pg, "tr-output", n)
+    pg.wait_for_timeout(500)  # the last move's request may still be in flight
+    drawn, thinned = data_url_pixels(pg, "tr-source"), ink("tr-output")
+    n = updates(pg, "tr-output")
+    pg.locator("#tr-direction").select_option("a2b")
+    wait_updated(pg, "tr-output", n)
+    pg.wait_for_timeout(300)
+    assert np.array_equal(data_url_pixels(pg, "tr-source"), drawn), "the direction change re-sends the drawing"
+    thickened = ink("tr-output")
+    assert thickened > 1.3 * thinned, (thinned, thickened)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    pg.locator("#panel-translate").screenshot(path=str(ARTIFACTS / "translate-cyclegan.png"))
+    assert not errors, errors
+    pg.close()
 
 
 # ---- docs screenshots ---------------------------------------------------------------------------------------------

@@ -102,3 +102,41 @@ def test_pix2pix_upload_takes_edges(p2p_run):
                      headers={"content-type": "image/png"}).json()
     assert _img(j2["source"])[14, 14] == 255 and j2["bicubic"] is None
     assert client.get("/api/translate/test", params={"index": 0}).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def cyc_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cyc") / "run"
+    genzoo.train("cyclegan", "mnist-mini-digits", out=out, preset="tiny", steps=2, settings=SETTINGS)
+    return out
+
+
+def test_cyclegan_panel_names_both_directions_and_routes_each_source_domain(cyc_run):
+    """Both directions, each with its source and target domain; b2a's test images are domain B's (digits28,
+    with digits28's labels), a2b's domain A's, and each output is the model's own translation of that source."""
+    import genzoo.data as gd
+    client, app = _client(cyc_run)
+    t = client.get("/api/translate/info").json()
+    mini, digits = gd.load("mnist-mini", "test"), gd.load("digits28", "test")
+    assert t["directions"] == ["a2b", "b2a"]
+    assert t["domains"] == {"a2b": {"source": "mnist-mini", "target": "digits28", "test_size": len(mini)},
+                            "b2a": {"source": "digits28", "target": "mnist-mini", "test_size": len(digits)}}
+    model = genzoo.load(cyc_run)
+    for direction, dom in (("a2b", mini), ("b2a", digits)):
+        i = 7
+        j = client.get("/api/translate/test", params={"index": i, "direction": direction}).json()
+        assert np.array_equal(_img(j["source"]), dom.x[i, 0].numpy()) and j["label"] == int(dom.y[i])
+        with torch.no_grad():
+            ref = model.to_unit(model.translate(model.prepare(dom.x[i:i + 1]), direction))[0, 0]
+        assert np.abs(_img(j["output"]).astype(float) - (ref.numpy() * 255)).max() <= 1  # PNG rounding
+    # domain B is the smaller test set: an index past it is an error naming the domain, not a wrap-around
+    r = client.get("/api/translate/test", params={"index": len(digits), "direction": "b2a"})
+    assert r.status_code == 404 and "digits28" in r.json()["detail"]
+    assert client.get("/api/translate/test", params={"index": len(digits), "direction": "a2b"}).status_code == 200
+    r = client.get("/api/translate/test", params={"index": 0, "direction": "c2d"})
+    assert r.status_code == 400 and "a2b, b2a" in r.json()["detail"]
+    buf = io.BytesIO()
+    Image.fromarray(digits.x[3, 0].numpy()).save(buf, format="PNG")
+    j = client.post("/api/translate", params={"fit": "false", "direction": "b2a"}, content=buf.getvalue(),
+                    headers={"content-type": "image/png"}).json()
+    assert np.array_equal(_img(j["source"]), digits.x[3, 0].numpy())  # an upload of domain B, as it is

@@ -1,6 +1,7 @@
-"""The explorer's translate panel (pix2pix, srgan, any model that can `translate`): a test source or the user's
-drawing/upload goes through the model; for super-resolution the bicubic upsampling comes along, so the page's
-slider can blend bicubic and the model.
+"""The explorer's translate panel (pix2pix, srgan, cyclegan, any model that can `translate`): a test source or the
+user's drawing/upload goes through the model, in the direction the page chose when the model has two (a
+cyclegan: a2b takes domain A's test images and drawings, b2a domain B's; `info` names the domains). For
+super-resolution the bicubic upsampling comes along, so the page's slider can blend bicubic and the model.
 
 A drawing of the *target* kind (a filled digit) can be turned into a source the way the run's paired dataset made
 its sources (`derive`): its Sobel edges for an `*-edges` run, its area-downsampling for an `*-sr2`/`*-sr4` run;
@@ -37,12 +38,33 @@ def target_shape(ex) -> tuple[int, int, int]:
     return tuple(getattr(cfg, "target_shape", None) or cfg.image_shape)
 
 
+def domains(ex) -> dict[str, dict[str, Any]]:
+    """Per direction the model has: the source and target domain names and how many test images the source
+    domain has (an unpaired run: domain A's images for a2b, domain B's for b2a; a paired run: its sources)."""
+    t, dirs = ex.test, tuple(getattr(ex.model, "directions", ("a2b",)))
+    if t is not None and t.kind == "unpaired":
+        a, b = t.meta.get("domain_a", "A"), t.meta.get("domain_b", "B")
+        sizes = {"a2b": len(t), "b2a": len(t.domain_b)}
+    else:
+        a, b = "source", "target"
+        sizes = {"a2b": len(t) if t is not None else 0, "b2a": 0}
+    names = {"a2b": (a, b), "b2a": (b, a)}
+    return {d: {"source": names[d][0], "target": names[d][1], "test_size": sizes[d]} for d in dirs}
+
+
+def source_shape(ex, direction: str | None) -> tuple[int, int, int]:
+    """(C, H, W) the model takes for `direction` (a cyclegan's b2a takes domain B's shape)."""
+    fn = getattr(ex.model, "source_shape", None)
+    return tuple(fn(direction or "a2b")) if callable(fn) else tuple(ex.model.config.image_shape)
+
+
 def info(ex) -> dict[str, Any]:
     """What the page needs to lay the panel out."""
     src, tgt = tuple(ex.model.config.image_shape), target_shape(ex)
     sr = src[1:] != tgt[1:]
     task = task_of(ex)
-    return {"directions": list(getattr(ex.model, "directions", ("a2b",))), "source_shape": list(src),
+    return {"directions": list(getattr(ex.model, "directions", ("a2b",))), "domains": domains(ex),
+            "source_shape": list(src),
             "target_shape": list(tgt), "super_resolution": sr, "task": task,
             "derive": task in ("edges", "sr2", "sr4"),
             "derive_label": {"edges": "take the edges of my drawing (as the data set did)",
@@ -83,15 +105,15 @@ def from_test(ex, index: int, direction: str | None = None) -> dict[str, Any]:
     """Test example `index`: its source, the output, bicubic (SR) and its target."""
     if ex.test is None:
         raise ValueError(f"no test set: {ex.data_error}")
-    if not 0 <= index < len(ex.test):
-        raise IndexError(f"test image {index} does not exist: expected 0..{len(ex.test) - 1}")
+    direction = _check_direction(ex, direction)
     t = ex.test
-    if t.kind == "unpaired" and direction == "b2a":
-        src, tgt = t.domain_b.x[index % len(t.domain_b): index % len(t.domain_b) + 1], None
-    else:
-        src = t.x[index:index + 1]
-        tgt = t.target[index:index + 1] if t.target is not None else None
-    return {"index": index, "label": int(t.y[index]) if t.y is not None else None,
+    dom = t.domain_b if t.kind == "unpaired" and direction == "b2a" else t  # the source domain's test images
+    if not 0 <= index < len(dom):
+        which = f" of domain {dom.meta.get('domain', dom.name)}" if t.kind == "unpaired" else ""
+        raise IndexError(f"test image {index}{which} does not exist: expected 0..{len(dom) - 1}")
+    src = dom.x[index:index + 1]
+    tgt = t.target[index:index + 1] if dom is t and t.target is not None else None
+    return {"index": index, "label": int(dom.y[index]) if dom.y is not None else None,
             **run(ex, src, direction, None if tgt is None else tgt.float() / 255)}
 
 
@@ -100,7 +122,7 @@ def from_upload(ex, body: bytes, fit: bool = True, invert: bool | None = None, d
     """A PNG/JPEG (the drawing canvas or a file) -> its translation. With `derive` and an edges/SR run, the
     image is taken as a *target*-like picture and its source made the way the data set made them."""
     task = task_of(ex)
-    src_shape = tuple(ex.model.config.image_shape)
+    src_shape = source_shape(ex, _check_direction(ex, direction))
     shape = target_shape(ex) if derive and task in ("edges", "sr2", "sr4") else src_shape
     side = max(WORK_SIDE, 4 * max(shape[1:]))
     im = open_image(body, ex.limits.max_upload_bytes, ex.limits.max_pixels, work_side=side)
@@ -134,4 +156,4 @@ def add_routes(app, ex) -> None:
         return await run_in_threadpool(from_upload, ex, body, fit, invert, derive, direction)
 
 
-__all__ = ["add_routes", "info", "from_test", "from_upload", "run"]
+__all__ = ["add_routes", "domains", "info", "from_test", "from_upload", "run"]

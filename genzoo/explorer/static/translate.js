@@ -13,15 +13,31 @@ async function initTranslatePanel() {
   const clear = () => { ctx.fillStyle = dark ? "#000" : "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height); };
   clear();
   if (t.derive) { $("tr-derive-box").hidden = false; $("tr-derive-label").textContent = t.derive_label; }
+  const doms = t.domains || {};
   if (t.directions.length > 1) {
     $("tr-direction-box").hidden = false;
     $("tr-direction").innerHTML = "";
-    for (const d of t.directions) { const o = document.createElement("option"); o.value = d; o.textContent = d; $("tr-direction").appendChild(o); }
+    for (const d of t.directions) {
+      const o = document.createElement("option"), m = doms[d];
+      o.value = d; o.textContent = m ? `${m.source} → ${m.target} (${d})` : d;
+      $("tr-direction").appendChild(o);
+    }
   }
   $("tr-blend-box").hidden = !t.super_resolution;
   if (!t.super_resolution) { $("tr-under").hidden = true; $("tr-output").style.position = "static"; }
   $("tr-bicubic-fig").hidden = !t.super_resolution;
   const direction = () => (t.directions.length > 1 ? $("tr-direction").value : null);
+  // the chosen direction's domains: captions, and the test images of its source domain
+  const domain = () => doms[direction() || t.directions[0]] || { source: "source", target: "output", test_size: info.test_size };
+  const labelDomains = () => {
+    const m = domain(), named = t.directions.length > 1;
+    $("tr-source-cap").textContent = named ? `source (${m.source})` : "source";
+    $("tr-output-cap").textContent = named ? `output (${m.target})` : "output";
+    $("tr-domains").textContent = named ? `test images, drawing and upload are ${m.source}; the output is ${m.target}` : "";
+    $("tr-index").max = Math.max(0, m.test_size - 1);
+    if (Number($("tr-index").value) > m.test_size - 1) $("tr-index").value = Math.max(0, m.test_size - 1);
+  };
+  labelDomains();
 
   // SR: the slider blends bicubic (0) and the model (1) by stacking the two images.
   const blend = () => {
@@ -39,10 +55,13 @@ async function initTranslatePanel() {
     if (r.target) setImage($("tr-target"), r.target);
     blend();
   };
+  let onTest = true;  // what the direction selector re-runs: the test image, or the drawing / upload
   const fromTest = live(async () => {
+    onTest = true;
     show(await getJson(`/api/translate/test?${query({ index: Number($("tr-index").value), direction: direction() })}`));
   }, $("tr-error"));
   const send = live(async (body) => {
+    onTest = false;
     const p = { fit: $("tr-fit").checked, derive: t.derive ? $("tr-derive").checked : null, direction: direction() };
     show(await getJson(`/api/translate?${query(p)}`, { method: "POST", headers: { "Content-Type": uploadType(body) }, body }));
   }, $("tr-error"));
@@ -72,9 +91,9 @@ async function initTranslatePanel() {
   $("tr-clear").onclick = () => { clear(); source = null; };
   $("tr-fit").onchange = resend;
   $("tr-derive").onchange = resend;
-  $("tr-direction").onchange = fromTest;
+  $("tr-direction").onchange = () => { labelDomains(); return onTest ? fromTest() : resend(); };
   $("tr-index").onchange = fromTest;
-  $("tr-rand").onclick = () => { $("tr-index").value = Math.floor(Math.random() * Math.max(1, info.test_size)); fromTest(); };
+  $("tr-rand").onclick = () => { $("tr-index").value = Math.floor(Math.random() * Math.max(1, domain().test_size)); fromTest(); };
   $("tr-upload").onchange = async (e) => {
     const file = e.target.files[0];
     e.target.value = "";
@@ -88,7 +107,7 @@ async function initTranslatePanel() {
       ctx.drawImage(bmp, (canvas.width - bmp.width * s) / 2, (canvas.height - bmp.height * s) / 2, bmp.width * s, bmp.height * s);
     } catch (_) { /* the server's message says what is wrong with the file */ }
   };
-  if (info.test_size > 0) fromTest();
+  if (domain().test_size > 0) fromTest();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
