@@ -100,6 +100,89 @@ def test_image_pool_fills_to_capacity_then_mixes_half_and_half():
     assert (pool.images[:, 0, 0, 0] < 0).all()
 
 
+def _reference_pool_query(images: torch.Tensor, stored: torch.Tensor, count: int, size: int):
+    """The pool of the official code (util/image_pool.py), one image at a time on the host: fill, then a coin
+    per image, swapping with a uniform slot on heads. Draws the same random numbers in the same order (all the
+    coins, then all the slots), so it must agree exactly with ImagePool.query."""
+    out, stored = images.clone(), stored.clone()
+    fill = min(size - count, len(images))
+    for i in range(max(fill, 0)):
+        stored[count + i] = images[i]
+    count += max(fill, 0)
+    rest = len(images) - max(fill, 0)
+    if rest > 0:
+        coins, slots = (torch.rand(rest) < 0.5).tolist(), torch.randint(size, (rest,)).tolist()
+        for k, (heads, j) in enumerate(zip(coins, slots)):
+            i = len(images) - rest + k
+            if heads:
+                out[i], stored[j] = stored[j].clone(), images[i]
+    return out, stored, count
+
+
+@pytest.mark.parametrize("size,batches", [(3, [2, 10, 10, 7]), (50, [30, 30, 16, 16]), (1, [4, 4])])
+def test_image_pool_equals_the_one_at_a_time_reference(size, batches):
+    """The batched, sync-free pool against the sequential reference, with many swaps into one slot per batch
+    (size 3, batch 10) — including a later swap returning an image stored earlier in the same batch."""
+    pool = ImagePool(size, (1, 2, 2))
+    stored, count, seen = torch.zeros(size, 1, 2, 2), 0, 0
+    for n in batches:
+        x = (seen + torch.arange(float(n)))[:, None, None, None].expand(n, 1, 2, 2).contiguous()
+        seen += n
+        state = torch.get_rng_state()
+        got = pool.query(x)
+        torch.set_rng_state(state)
+        ref, stored, count = _reference_pool_query(x, stored, count, size)
+        assert torch.equal(got, ref) and torch.equal(pool.images, stored)
+        assert pool.filled == count == int(pool.count)
+
+
+def test_image_pool_fill_count_is_restored_from_the_checkpoint():
+    pool = ImagePool(5, (1, 2, 2))
+    pool.query(torch.ones(3, 1, 2, 2))
+    twin = ImagePool(5, (1, 2, 2))
+    twin.load_state_dict(pool.state_dict())
+    assert twin.filled == 3  # the host-side mirror follows the loaded buffer
+    out = twin.query(2 * torch.ones(4, 1, 2, 2))
+    assert twin.filled == 5 and torch.equal(out[:2], 2 * torch.ones(2, 1, 2, 2))  # two more fill it
+
+
+def test_training_step_calls_no_synchronising_method(monkeypatch):
+    """Issue 16: the cyclegan step (both phases, the pools, the LR schedule) calls none of the tensor methods
+    that wait for a GPU — the same guard as tests/test_perf.py's list of models, on an unpaired dataset."""
+    from genzoo.config import TrainConfig
+    from genzoo.train.engine import Trainer
+    syncing = ("item", "__bool__", "__int__", "__float__", "__index__", "tolist", "cpu", "numpy")
+    ds = gd.load("mnist-mini-thick")
+    torch.manual_seed(0)
+    model = build_model("cyclegan", ds, preset="tiny", pool_size=5)  # batch 4: fills the pool, then swaps
+    t = Trainer(model, ds, TrainConfig(steps=6, batch_size=4, log_every=3, sample_every=0, validate=False,
+                                       progress=False), None)
+    inside = {"on": False}
+    real = {m: getattr(torch.Tensor, m) for m in syncing}
+
+    def guard(method):
+        def wrapper(self, *a, **k):
+            if inside["on"]:
+                raise AssertionError(f"Tensor.{method} called inside a training step")
+            return real[method](self, *a, **k)
+        return wrapper
+
+    for m in syncing:
+        monkeypatch.setattr(torch.Tensor, m, guard(m))
+    step = Trainer._train_step
+
+    def guarded(self, batches):
+        inside["on"] = True
+        try:
+            return step(self, batches)
+        finally:
+            inside["on"] = False
+
+    monkeypatch.setattr(Trainer, "_train_step", guarded)
+    t.fit()
+    assert t.step == 6 and model.pool_a.filled == 5
+
+
 def test_image_pool_size_zero_passes_through_and_eval_skips_the_pool():
     x = torch.randn(5, 1, 2, 2)
     assert torch.equal(ImagePool(0, (1, 2, 2)).query(x), x)

@@ -80,14 +80,23 @@ class ImagePool(nn.Module):
     query(images): while the pool is not full, each image is stored and returned as is; once full, each image
     is, with probability 1/2, swapped with a uniformly chosen stored one (the stored one is returned, the new
     one takes its place), else returned as is. Images are handled in order, so two swaps in one batch may hit
-    the same slot. Randomness: the global torch RNG (checkpointed by the engine). size 0: no pool.
-    """
+    the same slot (the later one gets the earlier one's image back). Randomness: the global torch RNG of the
+    images' device (checkpointed by the engine). size 0: no pool.
+
+    No host synchronisation (issue 16): how full the pool is depends only on how many images it has been given,
+    so it is kept as a Python int (`filled`) mirrored into the `count` buffer for the checkpoint (and read back
+    from it once, on load); the swaps are computed on the device for the whole batch at once."""
 
     def __init__(self, size: int, shape: tuple[int, int, int]):
         super().__init__()
         self.size = size
         self.register_buffer("images", torch.zeros(size, *shape))  # (size, C, H, W)
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        self.filled = 0  # host mirror of `count`
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.filled = int(self.count)  # once per load, not per step
 
     @torch.no_grad()
     def query(self, images: Tensor) -> Tensor:
@@ -95,20 +104,30 @@ class ImagePool(nn.Module):
             return images
         images = images.detach()
         out = images.clone()
-        n, c = len(images), int(self.count)
+        n, c = len(images), self.filled
         fill = min(self.size - c, n)
         if fill > 0:  # not full yet: store and return the new images
             self.images[c:c + fill] = images[:fill]
-            self.count.fill_(c + fill)
+            self.filled = c + fill
+            self.count.fill_(self.filled)
         rest = n - max(fill, 0)
         if rest > 0:
-            swap = (torch.rand(rest) < 0.5).tolist()
-            slots = torch.randint(self.size, (rest,)).tolist()
-            for k, (s, j) in enumerate(zip(swap, slots)):
-                if s:
-                    i = n - rest + k
-                    out[i] = self.images[j]
-                    self.images[j] = images[i]
+            dev = images.device
+            swap = torch.rand(rest, device=dev) < 0.5  # (rest,)
+            slots = torch.randint(self.size, (rest,), device=dev)  # (rest,)
+            new = images[n - rest:]
+            k = torch.arange(rest, device=dev)
+            into = (slots[:, None] == slots[None, :]) & swap[None, :]  # into[i, j]: image j swapped into i's slot
+            # image i's swap returns the latest earlier image swapped into its slot in this batch, else the stored
+            prev = torch.where(into & (k[None, :] < k[:, None]), k[None, :] + 1, 0).amax(1)  # 1-based, 0: none
+            bcast = (-1,) + (1,) * (images.ndim - 1)
+            got = torch.where((prev > 0).view(bcast), new[(prev - 1).clamp(min=0)], self.images[slots])
+            out[n - rest:] = torch.where(swap.view(bcast), got, new)
+            # each slot ends up holding the last image swapped into it
+            last = swap & ~(into & (k[None, :] > k[:, None])).any(1)  # (rest,)
+            hit = (slots[None, :] == torch.arange(self.size, device=dev)[:, None]) & last[None, :]  # (size, rest)
+            who = torch.where(hit, k[None, :] + 1, 0).amax(1)  # (size,) 1-based, 0: keep
+            self.images.copy_(torch.where((who > 0).view(bcast), new[(who - 1).clamp(min=0)], self.images))
         return out
 
 
