@@ -10,17 +10,19 @@ from __future__ import annotations
 import base64
 import secrets
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from .curves import MAX_POINTS, MAX_POINTS_LIMIT
 from .limits import Gate, Guard, LimitError, Limits, host_name  # noqa: F401 (host_name: the old import path)
 from .session import Explorer
 from .uploads import UploadError
@@ -69,20 +71,32 @@ def data_url(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def create_app(run_dir: str | Path | Explorer, data: str | None = None,
+RunDir = str | Path | Explorer
+
+
+def create_app(run_dir: RunDir | Sequence[RunDir], data: str | None = None,
                allowed_hosts: list[str] | None = None, limits: Limits | None = None) -> FastAPI:
-    """The app for one run. `allowed_hosts`: Host headers to answer (default: the loopback names, which also
-    stops DNS-rebinding pages from reaching the server); ["*"] accepts any. `limits`: what a request may cost
-    (default `Limits()`; given with an Explorer, they become that Explorer's limits).
+    """The app for one run, or for several side by side (a list: `create_app(["runs/ae", "runs/vae"])`; every
+    route then takes `run=I`, the index in that list, default 0; GET /api/runs lists them).
+    `data`: the dataset to show for every run (default: each run's own). `allowed_hosts`: Host headers to answer
+    (default: the loopback names, which also stops DNS-rebinding pages from reaching the server); ["*"]
+    accepts any. `limits`: what a request may cost (default `Limits()`; given with an Explorer, they become
+    that Explorer's limits).
 
     Every request passes `limits.Guard` first (host, the page's token, content type, body size, the worker
-    pool); `app.state.token` is the token the page carries."""
-    limits = limits or (run_dir.limits if isinstance(run_dir, Explorer) else Limits())
-    ex = run_dir if isinstance(run_dir, Explorer) else Explorer(run_dir, data, limits=limits)
-    ex.limits = limits
+    pool), whichever run it addresses; `app.state.token` is the token the page carries,
+    `app.state.explorers` the runs (`app.state.explorer` the first)."""
+    runs = list(run_dir) if isinstance(run_dir, (list, tuple)) else [run_dir]
+    if not runs:
+        raise ValueError("create_app: no run directory given")
+    limits = limits or (runs[0].limits if isinstance(runs[0], Explorer) else Limits())
+    explorers = [r if isinstance(r, Explorer) else Explorer(r, data, limits=limits) for r in runs]
+    for e in explorers:
+        e.limits = limits
+    ex = explorers[0]
     app = FastAPI(title="genzoo explorer", docs_url=None, redoc_url=None, openapi_url=None)
     token = secrets.token_urlsafe(32)
-    app.state.explorer, app.state.limits, app.state.token = ex, limits, token
+    app.state.explorer, app.state.explorers, app.state.limits, app.state.token = ex, explorers, limits, token
     app.state.gate = gate = Gate(limits)
     hosts = set(allowed_hosts or LOCAL_HOSTS)
     app.add_middleware(Guard, hosts=hosts, token=token, limits=limits, gate=gate, headers=SECURITY_HEADERS)
@@ -92,6 +106,16 @@ def create_app(run_dir: str | Path | Explorer, data: str | None = None,
     page = page.replace(TOKEN_META, f'<meta name="genzoo-token" content="{token}">')
     n_images = Query(16, ge=1, le=limits.max_images, description="number of images")
     scale_q = Query(1, ge=1, le=limits.max_scale, description="nearest-neighbour upscaling of the PNG")
+
+    def pick(run: int = Query(0, ge=0, description="which run: its index in GET /api/runs")) -> Explorer:
+        if run >= len(explorers):
+            names = ", ".join(f"{i} = {e.run_dir}" for i, e in enumerate(explorers))
+            raise RunIndexError(f"run {run} does not exist: this explorer shows {len(explorers)} "
+                                f"run{'s' if len(explorers) > 1 else ''} ({names}); expected run=0.."
+                                f"{len(explorers) - 1}")
+        return explorers[run]
+
+    RUN = Depends(pick)  # `ex: Explorer = RUN`: the run a request addresses (`run=I`, default 0)
 
     @app.exception_handler(UploadError)
     @app.exception_handler(LimitError)
@@ -110,6 +134,10 @@ def create_app(run_dir: str | Path | Explorer, data: str | None = None,
     async def index_error(request: Request, e: IndexError):
         return JSONResponse({"detail": str(e)}, status_code=404)
 
+    @app.exception_handler(FileNotFoundError)
+    async def not_found(request: Request, e: FileNotFoundError):
+        return JSONResponse({"detail": str(e)}, status_code=404)
+
     @app.exception_handler(NotImplementedError)
     async def not_implemented(request: Request, e: NotImplementedError):
         return JSONResponse({"detail": str(e)}, status_code=400)
@@ -125,11 +153,31 @@ def create_app(run_dir: str | Path | Explorer, data: str | None = None,
         return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
     @app.get("/api/info")
-    def info() -> dict[str, Any]:
+    def info(ex: Explorer = RUN) -> dict[str, Any]:
         return ex.info()
 
+    @app.get("/api/runs")
+    def runs_info() -> dict[str, Any]:
+        """Every run this server shows, in order (the `run` index of every other route)."""
+        return {"runs": [{"index": i, **e.info()} for i, e in enumerate(explorers)]}
+
+    @app.get("/api/metrics")
+    def metrics(*, ex: Explorer = RUN,
+                known: str | None = Query(None, max_length=200, description="the etag of the last answer"),
+                max_points: int = Query(MAX_POINTS, ge=2, le=MAX_POINTS_LIMIT)) -> dict[str, Any]:
+        """The run's metrics.csv as curves, its status and progress grids; {changed: false} when `known` is
+        still current (a cheap poll)."""
+        return ex.curves.answer(known, max_points)
+
+    @app.get("/api/progress.png")
+    def progress(*, ex: Explorer = RUN, step: int | None = Query(None, ge=0, lt=2**63)) -> Response:
+        """The progress grid samples/step_XXXXXX.png at `step` (default: the newest), as training wrote it."""
+        found, data = ex.curves.grid_png(step)
+        return Response(data, media_type="image/png", headers={"Cache-Control": "no-store",
+                                                                "X-Genzoo-Step": str(found)})
+
     @app.get("/api/samples.png")
-    def samples(n: int = n_images, seed: int = Query(0, ge=0, lt=2**63),
+    def samples(*, ex: Explorer = RUN, n: int = n_images, seed: int = Query(0, ge=0, lt=2**63),
                 label: int | None = None, temperature: float | None = Query(None, gt=0, le=10),
                 truncation: float | None = Query(None, gt=0, le=10), steps: int | None = Query(None, ge=1, le=1000),
                 guidance: float | None = Query(None, ge=0, le=20), scale: int = scale_q) -> Response:
@@ -139,35 +187,37 @@ def create_app(run_dir: str | Path | Explorer, data: str | None = None,
         return png(ex.png(x, nrow=nrow, scale=scale))
 
     @app.get("/api/trajectory.png")
-    def trajectory(n: int = Query(4, ge=1, le=8), seed: int = Query(0, ge=0, lt=2**63), label: int | None = None,
-                   steps: int | None = Query(None, ge=1, le=1000), guidance: float | None = Query(None, ge=0, le=20),
-                   frames: int = Query(10, ge=2, le=16), scale: int = scale_q) -> Response:
+    def trajectory(*, ex: Explorer = RUN, n: int = Query(4, ge=1, le=8), seed: int = Query(0, ge=0, lt=2**63),
+                   label: int | None = None, steps: int | None = Query(None, ge=1, le=1000),
+                   guidance: float | None = Query(None, ge=0, le=20), frames: int = Query(10, ge=2, le=16),
+                   scale: int = scale_q) -> Response:
         ex.check_picture(n * frames, frames, scale)
         return png(ex.png(ex.trajectory(n, seed, label, steps, guidance, frames), nrow=frames, scale=scale))
 
     @app.get("/api/test.png")
-    def test_image(index: int = Query(..., ge=0), scale: int = scale_q) -> Response:
+    def test_image(*, ex: Explorer = RUN, index: int = Query(..., ge=0), scale: int = scale_q) -> Response:
         return png(ex.png(ex.unit(ex.test_image(index)[0]), scale=scale))
 
     @app.get("/api/code")
-    def test_code(index: int = Query(..., ge=0), method: str | None = None) -> dict[str, Any]:
+    def test_code(*, ex: Explorer = RUN, index: int = Query(..., ge=0),
+                  method: str | None = None) -> dict[str, Any]:
         """A test image's latent code, its class, and its place on the map `method` (when given)."""
         x, y = ex.test_image(index)
         z = ex.code(x, None if y is None else torch.tensor([y]))
-        return {"index": index, "label": y, "z": z[0].tolist(), "xy": _place(z, method)}
+        return {"index": index, "label": y, "z": z[0].tolist(), "xy": _place(ex, z, method)}
 
-    def _place(z: torch.Tensor, method: str | None) -> list[float] | None:
+    def _place(ex: Explorer, z: torch.Tensor, method: str | None) -> list[float] | None:
         return ex.latent_map(method).proj.to_plane(z.numpy())[0].tolist() if method else None
 
     @app.post("/api/encode")
-    async def encode(request: Request, fit: bool = False, invert: bool | None = None,
+    async def encode(request: Request, ex: Explorer = RUN, fit: bool = False, invert: bool | None = None,
                      method: str | None = None) -> dict[str, Any]:
         """Body: the bytes of a PNG or JPEG image. Returns the image as the model sees it, its
         reconstruction, its latent code and its place on the map `method`."""
         body = await _read_body(request, limits.max_upload_bytes)
-        return await run_in_threadpool(_encode, body, fit, invert, method)
+        return await run_in_threadpool(_encode, ex, body, fit, invert, method)
 
-    def _encode(body: bytes, fit: bool, invert: bool | None, method: str | None) -> dict[str, Any]:
+    def _encode(ex: Explorer, body: bytes, fit: bool, invert: bool | None, method: str | None) -> dict[str, Any]:
         if not (ex.model.can("encode") or ex.model.can("reconstruct")):
             raise ValueError(f"a {ex.model.model_type} model cannot encode or reconstruct images")
         x = ex.upload(body, fit=fit, invert=invert)
@@ -176,43 +226,48 @@ def create_app(run_dir: str | Path | Explorer, data: str | None = None,
             out["reconstruction"] = data_url(ex.png(ex.reconstruct(x)))
         if ex.model.can("encode"):
             z = ex.code(x)
-            out["z"], out["xy"] = z[0].tolist(), _place(z, method)
+            out["z"], out["xy"] = z[0].tolist(), _place(ex, z, method)
         return out
 
     @app.post("/api/decode.png")
-    def decode(body: Codes) -> Response:
+    def decode(body: Codes, ex: Explorer = RUN) -> Response:
         return png(ex.png(ex.decode(body.z, body.label), scale=body.scale))
 
     @app.get("/api/map")
-    def latent_map(method: str) -> dict[str, Any]:
+    def latent_map(*, ex: Explorer = RUN, method: str) -> dict[str, Any]:
         lm = ex.latent_map(method)
         return {"method": lm.proj.method, "xy": np.round(lm.proj.xy, 4).ravel().tolist(),
                 "labels": None if lm.labels is None else lm.labels.tolist(), "bounds": lm.bounds(),
                 "classes": ex.classes}
 
     @app.get("/api/map/decode.png")
-    def map_decode(method: str, x: float = Query(..., allow_inf_nan=False), y: float = Query(..., allow_inf_nan=False),
-                   label: int | None = None, scale: int = scale_q) -> Response:
+    def map_decode(*, ex: Explorer = RUN, method: str, x: float = Query(..., allow_inf_nan=False),
+                   y: float = Query(..., allow_inf_nan=False), label: int | None = None,
+                   scale: int = scale_q) -> Response:
         z = ex.latent_map(method).proj.to_latent(np.array([[x, y]]))
         return png(ex.png(ex.decode(z, label), scale=scale))
 
     @app.post("/api/interpolate.png")
-    def interpolate(body: Path2) -> Response:
+    def interpolate(body: Path2, ex: Explorer = RUN) -> Response:
         return png(ex.png(ex.decode(ex.interpolate(body.a, body.b, body.ts, body.mode), body.label),
                           nrow=len(body.ts), scale=body.scale))
 
     @app.post("/api/attributes.png")
-    def attributes(body: Shift) -> Response:
+    def attributes(body: Shift, ex: Explorer = RUN) -> Response:
         return png(ex.png(ex.decode(ex.shift(body.z, body.alphas), body.label), scale=body.scale))
 
     @app.get("/api/denoise.png")
-    def denoise(index: int = Query(..., ge=0), noise: float = Query(..., ge=0, le=1), seed: int = Query(0, ge=0),
-                scale: int = scale_q) -> Response:
+    def denoise(*, ex: Explorer = RUN, index: int = Query(..., ge=0), noise: float = Query(..., ge=0, le=1),
+                seed: int = Query(0, ge=0), scale: int = scale_q) -> Response:
         return png(ex.png(ex.denoise(index, noise, seed), nrow=3, scale=scale))
 
     from .translate import add_routes as add_translate_routes  # the translate panel (pix2pix, srgan, ...)
-    add_translate_routes(app, ex)
+    add_translate_routes(app, ex, pick)
     return app
+
+
+class RunIndexError(IndexError):
+    """`run=I` names no run of this server (404)."""
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -249,8 +304,13 @@ def _allowed(route: Any, loc: tuple) -> str | None:
     if len(loc) < 2 or route is None or not hasattr(route, "dependant"):
         return None
     info = None
-    if loc[0] == "query":
-        info = next((f.field_info for f in route.dependant.query_params if f.alias == loc[1]), None)
+    if loc[0] == "query":  # the route's own parameters, then those of its dependencies (`run`)
+        deps, params = [route.dependant], []
+        while deps:
+            d = deps.pop()
+            params += d.query_params
+            deps += d.dependencies
+        info = next((f.field_info for f in params if f.alias == loc[1]), None)
     elif loc[0] == "body":
         for f in route.dependant.body_params:
             model = f.field_info.annotation
@@ -270,13 +330,14 @@ def _allowed(route: Any, loc: tuple) -> str | None:
     return " and ".join(parts) or None
 
 
-def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, data: str | None = None,
+def serve(run_dir: RunDir | Sequence[RunDir], host: str = "127.0.0.1", port: int = 8000, data: str | None = None,
           limits: Limits | None = None) -> None:
-    """Run the explorer with uvicorn until interrupted."""
+    """Run the explorer with uvicorn until interrupted: one run, or a list of runs side by side."""
     local = host in LOCAL_HOSTS
     app = create_app(run_dir, data, allowed_hosts=None if local else ["*"], limits=limits)
     shown = f"[{host}]" if ":" in host else host
-    print(f"genzoo explorer: {app.state.explorer.run_dir} at http://{shown}:{port}/  (Ctrl+C stops it)", flush=True)
+    names = " and ".join(str(e.run_dir) for e in app.state.explorers)
+    print(f"genzoo explorer: {names} at http://{shown}:{port}/  (Ctrl+C stops it)", flush=True)
     if not local:
         print(f"warning: listening on {host}, not only on this computer: anyone who can reach this address can use "
               f"the page and the model (there is no login). Use the default --host 127.0.0.1 unless you mean it.",

@@ -24,6 +24,7 @@ from .. import latent
 from .._io import read_json, write_bytes
 from ..images import grid, png_bytes
 from ..train import rundir as R
+from .curves import Curves
 from .limits import LimitError, Limits
 from .uploads import WORK_SIDE, border_level, open_image, to_model_pixels
 
@@ -53,38 +54,71 @@ class Explorer:
 
     def __init__(self, run_dir: str | Path, data: str | None = None, map_points: int = MAP_POINTS,
                  limits: Limits | None = None):
-        from ..train.rundir import load
-
         self.run_dir = Path(run_dir)
+        if not self.run_dir.is_dir():
+            raise FileNotFoundError(f"{self.run_dir}: no such run directory")
         self.limits = limits or Limits()
-        model = load(self.run_dir)
-        model.requires_grad_(False)
-        self.model = model.eval()
-        c, h, w = model.config.image_shape
-        if h * w == 1:
-            raise ValueError(f"{self.run_dir}: this run models 2-D points, not images; the explorer shows image "
-                             f"models (plot point models with `genzoo gans plot`)")
-        run_info = _read_optional_json(self.run_dir / R.RUN) or {}
-        self.data_name = data or run_info.get("data")
+        self.requested_data = data
+        self.map_points = map_points
+        self.curves = Curves(self.run_dir)
+        self.metrics = _read_optional_json(self.run_dir / "metrics.json")
+        self.run_info = _read_optional_json(self.run_dir / R.RUN) or {}
+        self.data_name = data or self.run_info.get("data")
         self.test: gd.Dataset | None = None
         self.data_error = None
-        if self.data_name:
+        self.points = False  # a run of 2-D points (ring8, grid25): curves and progress pictures only
+        self.background = 0.0
+        self._model = None
+        self._open_lock = threading.Lock()
+        self._cache: dict[str, Any] = {}
+        self._locks: dict[str, threading.Lock] = {}  # one per cached key: a slow t-SNE blocks nothing else
+        self._locks_lock = threading.Lock()
+        R.read_config(self.run_dir)  # not a run, or a bad config.json: say so now
+        self.waiting = None if (self.run_dir / R.WEIGHTS).exists() else (
+            f"{self.run_dir / R.WEIGHTS} is not written yet (the run has no checkpoint): the page shows the "
+            f"training curves until it is, then the model's panels")
+        if self.waiting is None:
+            self._open()
+
+    def _open(self) -> None:
+        """Load the model and the test set (at start, or once a training run's first checkpoint exists)."""
+        from ..train.rundir import load
+
+        model = load(self.run_dir)
+        model.requires_grad_(False)
+        model.eval()
+        c, h, w = model.config.image_shape
+        self.points = h * w == 1
+        self.run_info = _read_optional_json(self.run_dir / R.RUN) or self.run_info
+        self.data_name = self.requested_data or self.run_info.get("data")
+        if self.data_name and not self.points:
             try:
                 self.test = gd.load(self.data_name, "test")
             except (gd.DataError, FileNotFoundError, ValueError, KeyError) as e:
                 self.data_error = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
-        else:
+        elif not self.points:
             self.data_error = f"{self.run_dir / R.RUN} names no dataset; pass --data"
         if self.test is not None and self.test.shape != model.config.image_shape:
             raise ValueError(f"{self.data_name} images are {self.test.shape} but the model takes "
                              f"{model.config.image_shape}")
         self.background = border_level(self.test.x[:500]) if self.test is not None else 0.0
-        self.map_points = map_points
-        self.metrics = _read_optional_json(self.run_dir / "metrics.json")
-        self.run_info = run_info
-        self._cache: dict[str, Any] = {}
-        self._locks: dict[str, threading.Lock] = {}  # one per cached key: a slow t-SNE blocks nothing else
-        self._locks_lock = threading.Lock()
+        self._model = model
+        self.waiting = None
+
+    def _try_open(self) -> None:
+        if self._model is None and self.waiting is not None and (self.run_dir / R.WEIGHTS).exists():
+            with self._open_lock:
+                if self._model is None:
+                    self._open()
+
+    @property
+    def model(self):
+        """The run's model; a ValueError while a training run has no checkpoint yet (loaded once it has)."""
+        if self._model is None:
+            self._try_open()
+        if self._model is None:
+            raise ValueError(self.waiting or f"{self.run_dir}: no model")
+        return self._model
 
     # ---- what the model can do -----------------------------------------------------------------
     @property
@@ -110,6 +144,8 @@ class Explorer:
     def panels(self) -> list[str]:
         """The page's panels this run supports, from the model's capabilities and the test set."""
         m, has_test = self.model, self.test is not None
+        if self.points:  # no images: the curves panel shows the progress pictures (D's output, real and fake)
+            return []
         out = ["samples"] if m.can("sample") else []
         if self.map_methods():
             out += ["map", "draw", "interpolate"]
@@ -130,11 +166,22 @@ class Explorer:
         return (kind, float(level)) if isinstance(kind, str) and level is not None else None
 
     def info(self) -> dict[str, Any]:
+        self._try_open()
+        status = (_read_optional_json(self.run_dir / R.RUN) or {}).get("status")
+        run = {"run": self.run_dir.resolve().name, "status": status, "points": self.points, "waiting": self.waiting,
+               "curves": self.curves.path.exists() or status in ("started", "running")}
+        if self._model is None:  # a training run without its first checkpoint: what config.json says
+            entry, cfg = R.read_config(self.run_dir)
+            return {**run, "model_type": entry.name, "data": self.data_name, "data_error": None,
+                    "image_shape": list(cfg.image_shape), "latent_dim": None, "parameters": None, "capabilities": [],
+                    "panels": [], "conditional": False, "classes": None, "sample_options": [], "trajectory": False,
+                    "test_size": 0, "map_methods": [], "background": "dark", "steps": self.run_info.get("step"),
+                    "wall_time_s": None, "validation": {}, "metrics": self.metrics, "config": {}, "noise": None}
         m = self.model
         cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(m.config).items()}
         last = self.run_info.get("last_validation") or {}
         return {
-            "run": self.run_dir.resolve().name, "model_type": m.model_type, "data": self.data_name,
+            **run, "model_type": m.model_type, "data": self.data_name,
             "data_error": self.data_error, "image_shape": list(m.config.image_shape), "latent_dim": m.latent_dim,
             "parameters": sum(p.numel() for p in m.parameters()), "capabilities": m.capabilities,
             "panels": self.panels(), "conditional": self.conditional, "classes": self.classes,
@@ -302,7 +349,7 @@ class Explorer:
     # ---- the latent map and class directions ----------------------------------------------------------
     def map_methods(self) -> list[str]:
         m = self.model
-        if self.test is None or not (m.can("encode") and m.can("decode")) or (m.latent_dim or 0) < 2:
+        if self.points or self.test is None or not (m.can("encode") and m.can("decode")) or (m.latent_dim or 0) < 2:
             return []
         return ["latent"] if m.latent_dim == 2 else ["pca", "tsne"]
 

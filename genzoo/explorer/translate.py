@@ -136,22 +136,27 @@ def from_upload(ex, body: bytes, fit: bool = True, invert: bool | None = None, d
     return run(ex, px, direction)
 
 
-def add_routes(app, ex) -> None:
+def add_routes(app, ex, pick=None) -> None:
     """GET /api/translate/info, GET /api/translate/test?index=I[&direction=D], POST /api/translate (image body;
-    query fit, invert, derive, direction)."""
+    query fit, invert, derive, direction). `pick`: the app's dependency that takes `run=I` and gives that run's
+    Explorer (two runs side by side); without it, every route uses `ex`."""
+    from fastapi import Depends
+
     from .app import _read_body
 
+    RUN = Depends(pick or (lambda: ex))
+
     @app.get("/api/translate/info")
-    def translate_info() -> dict[str, Any]:
+    def translate_info(ex=RUN) -> dict[str, Any]:
         return info(ex)
 
     @app.get("/api/translate/test")
-    def translate_test(index: int = Query(..., ge=0), direction: str | None = None) -> dict[str, Any]:
+    def translate_test(index: int = Query(..., ge=0), direction: str | None = None, ex=RUN) -> dict[str, Any]:
         return from_test(ex, index, direction)
 
     @app.post("/api/translate")
     async def translate_upload(request: Request, fit: bool = True, invert: bool | None = None, derive: bool = True,
-                               direction: str | None = None) -> dict[str, Any]:
+                               direction: str | None = None, ex=RUN) -> dict[str, Any]:
         body = await _read_body(request, ex.limits.max_upload_bytes)
         return await run_in_threadpool(from_upload, ex, body, fit, invert, derive, direction)
 
