@@ -59,13 +59,14 @@ def split_sources(ds: gdata.Dataset, direction: str | None) -> tuple[Tensor, Ten
 
 
 def translate_split(model, data: str, split: str = "test", n: int = 16, direction: str | None = None,
-                    root=None) -> tuple[Tensor, Tensor, Tensor | None]:
+                    root=None, data_options: dict | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
     """The first `n` sources of `data`'s `split`, their translations and their targets (None when the data
-    has no aligned targets; for a two-direction model, the translations translated back), all in [0, 1]."""
+    has no aligned targets; for a two-direction model, the translations translated back), all in [0, 1].
+    `data_options`: the dataset loader's options (a run's are in run.json: `genzoo.data.run_data(run)`)."""
     if n < 1:
         raise ValueError(f"-n {n}: expected the number of images, an integer >= 1")
     direction = check_direction(model, direction)
-    ds = gdata.load(data, split, root=root)
+    ds = gdata.load(data, split, root=root, **(data_options or {}))
     xs, ts = split_sources(ds, direction)
     xs = xs[:n]
     out = translate_tensor(model, xs, direction)

@@ -44,11 +44,15 @@ def load_run(run: Path):
 
 def run_data(run: Path, data: str | None) -> str:
     """The dataset a run was trained on (from run.json), unless `data` names another."""
-    if data:
-        return data
-    from .._io import read_json
-    info = read_json(Path(run) / "run.json")
-    return info["data"]
+    from ..data import run_data as spec
+    return spec(run, data)[0]
+
+
+def run_dataset(run: Path, data: str | None, split: str):
+    """A split of the run's dataset with the run's data options (run.json), or of `data` when it names
+    another dataset."""
+    from ..data import load_run_data
+    return load_run_data(run, split, data)
 
 
 def parse_labels(labels: str | None) -> list[int] | None:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ._app import app, check_n, handle_errors, load_run, parse_labels, run_data, wrote
+from ._app import app, check_n, handle_errors, load_run, parse_labels, run_dataset, wrote
 
 
 def _settings(set_: Optional[list[str]]) -> dict:
@@ -46,7 +46,7 @@ def denoise_cmd(
     check_n(n, "test images in the grid")
     check_n(measure, "images to measure", "--measure")
     model = load_run(run)
-    ds = gd.load(run_data(run, data), split)
+    ds = run_dataset(run, data, split)
     m = max(n, min(measure, len(ds)))
     from ..evaluate.subsets import subset_indices
     res = denoise(model, ds.x[subset_indices(len(ds), m, ds.y, seed=0).sort().values], noise, seed=seed)
@@ -92,7 +92,7 @@ def anomaly_cmd(
         from ..evaluate.ood import ood_detection
         if run is None:
             raise ValueError("--ood scores a trained model: give it with --run RUN")
-        res = {"run": str(run), **ood_detection(load_run(run), gd.load(run_data(run, data), "test"),
+        res = {"run": str(run), **ood_detection(load_run(run), run_dataset(run, data, "test"),
                                                  gd.load(ood, "test"), k=k, n=n, seed=seed)}
         for name in ("nll", "recon"):
             if f"auroc_{name}" in res:
@@ -105,7 +105,7 @@ def anomaly_cmd(
         if all_classes or normal is None:
             raise ValueError("--run scores one trained model: give the class(es) it was trained on with --normal")
         res = {"run": str(run), "normal": parse_labels(normal),
-               **A.score_anomalies(load_run(run), gd.load(run_data(run, data), "test"), parse_labels(normal))}
+               **A.score_anomalies(load_run(run), run_dataset(run, data, "test"), parse_labels(normal))}
         typer.echo(f"normal {res['normal']}: AUROC {res['auroc']:.4f}  AP {res['ap']:.4f}")
         _write_json(out, res)
         return
@@ -160,8 +160,8 @@ def features_cmd(
     model = load_run(run)
     if not model.can("encode"):
         raise ValueError(f"{run}: a {model.model_type} model cannot encode")
-    name = run_data(run, data)
-    ds = gd.load(name, split)
+    name, opts = gd.run_data(run, data)
+    ds = gd.load(name, split, **opts)
     codes = encode_dataset(model, ds)
 
     def save(path: Path, a: np.ndarray) -> Path:
@@ -177,7 +177,7 @@ def features_cmd(
                + (f" (target rho {rho})" if rho is not None and getattr(model.config, "sparsity", "") == "kl" else "")
                + f"; per-unit mean in [{float(codes.mean(0).min()):.4f}, {float(codes.mean(0).max()):.4f}]")
     if probe and ds.y is not None:
-        train = gd.load(name, "train")
+        train = gd.load(name, "train", **opts)
         if probe_train is not None:
             from ..evaluate.subsets import random_subset
             train = random_subset(train, probe_train, seed=0)
@@ -216,18 +216,18 @@ def finetune_cmd(
 
     if run is not None:
         ae = load_run(run)
-        name = run_data(run, data)
+        name, opts = gd.run_data(run, data)
     else:
         if data is None:
             raise ValueError("give a pretrained RUN or --data to pretrain on")
-        name = data
+        name, opts = data, {}
         s = {"progress": False, "sample_every": 0, **_settings(set_)}
         ae = train(model, data, out=pretrain_out, settings=s, preset=preset, epochs=pretrain_epochs, seed=seed)
         typer.echo(f"pretrained {model} ({preset}) on all {name} training images for {pretrain_epochs} epochs")
         if pretrain_out is not None:
             wrote(pretrain_out)
-    res = finetune(ae, gd.load(name, "train"), gd.load(name, "test"), labels=labels, seed=seed, steps=steps,
-                   lr=lr, shift=shift, freeze=freeze)
+    res = finetune(ae, gd.load(name, "train", **opts), gd.load(name, "test", **opts), labels=labels, seed=seed,
+                   steps=steps, lr=lr, shift=shift, freeze=freeze)
     typer.echo(f"{labels} labels: test error pretrained {100 * res['pretrained_error']:.2f}%  "
                f"from scratch {100 * res['scratch_error']:.2f}%")
     _write_json(out, {"run": str(run) if run else None, "data": name, **res})

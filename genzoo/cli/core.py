@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ._app import app, check_labels, handle_errors, load_run, parse_labels, run_data, wrote
+from ._app import app, check_labels, handle_errors, load_run, parse_labels, wrote
 
 data_app = typer.Typer(help="Datasets: list them, show one, download one.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -87,18 +87,30 @@ def train_cmd(
     seed: Optional[int] = typer.Option(None, "--seed"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default runs/MODEL-DATA-SEED)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="resize folder: images to this size"),
+    data_opt: Optional[list[str]] = typer.Option(None, "--data-opt", help="KEY=VALUE option of the dataset's loader "
+                                                 "(repeatable; values parsed as int/float/bool/str), e.g. "
+                                                 "--data-opt scale=2 --data-opt crop=48 for sr:PATH; recorded in "
+                                                 "run.json and used whenever the run's data is reloaded. Options: "
+                                                 "folder: size, channels, test_fraction; pix2pix: direction, size, "
+                                                 "channels; sr: scale, crop, crops, seed, channels; unpaired: size, "
+                                                 "channels, fit; BASE-inpaint: seed"),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="short for --data-opt size=N (folder:, "
+                                             "pix2pix:, unpaired: images resized to N x N)"),
     print_config: bool = typer.Option(False, "--print-config", help="print the resolved config and exit"),
     gif: bool = typer.Option(False, "--gif", help="also write the sample grids as samples/training.gif"),
 ) -> None:
     """Train a model and write a run directory.
 
-    Example: genzoo train ae --data mnist --epochs 1 --out runs/ae
+    Examples:
+      genzoo train ae --data mnist --epochs 1 --out runs/ae
+      genzoo train srgan --preset srresnet --data sr:photos --data-opt scale=2 --data-opt crop=48 --out runs/sr2
     """
     from .. import registry
     from ..config import TrainConfig, field_names, parse_sets, read_yaml, split_settings, to_dict
+    from .. import data as gd
     from ..train import build_model, train
 
+    data_options = gd.parse_options(data_opt)
     settings = read_yaml(config) if config else {}
     settings.update(parse_sets(set_))
     for key, val in (("epochs", epochs), ("steps", steps), ("batch_size", batch_size),
@@ -111,10 +123,10 @@ def train_cmd(
     if latent_dim is not None and "latent_dim" not in field_names(entry.config_class):
         raise ValueError(f"{model} has no latent_dim")
     if print_config:
-        from .. import data as gd
         from ..config import from_dict
+        from ..train import _data_options
         m_set, t_set = split_settings(entry.config_class, settings, source="settings")
-        ds = gd.load(data or "mnist-mini", "train")
+        ds = gd.load(data or "mnist-mini", "train", **_data_options(data, data_options, image_size))
         built = build_model(model, ds, preset=preset, **m_set)
         typer.echo(json.dumps({"model_type": model, "model": to_dict(built.config),
                                "train": to_dict(from_dict(TrainConfig, t_set))}, indent=2, default=str))
@@ -125,7 +137,8 @@ def train_cmd(
             raise ValueError("--resume needs --out (the run directory to continue)")
         name = (data or "mnist-mini").replace(":", "_").replace("/", "_")
         out = Path("runs") / f"{model}-{name}-{seed_val}"
-    train(model, data, out=out, settings=settings, preset=preset, resume=resume, image_size=image_size)
+    train(model, data, out=out, settings=settings, preset=preset, resume=resume, image_size=image_size,
+          data_options=data_options)
     from ..train import rundir as R
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
         wrote(*[p for p in (out / R.CONFIG, out / R.WEIGHTS, out / R.STATE, out / R.METRICS, out / R.RUN,
@@ -212,7 +225,7 @@ def reconstruct_cmd(
     model = load_run(run)
     if not model.can("reconstruct"):
         raise ValueError(f"{run}: a {model.model_type} model cannot reconstruct")
-    ds = gd.load(run_data(run, data), split)
+    ds = gd.load_run_data(run, split, data)
     x = model.prepare(ds.x[:n])
     with torch.no_grad():
         r = model.reconstruct(x)

@@ -21,11 +21,12 @@ def _evaluate(run: Path, metrics: Optional[str], n: int, k: int, data: Optional[
         return evaluate(run, metrics=metrics, n=n, k=k, data=data, seed=seed, threads=threads)
     # bf16/fp16: the model generates under autocast; the metrics themselves are computed in fp32
     import genzoo
-    from .._io import read_json
+    from ..data import run_data
     from ..train.engine import with_precision
-    data = data or read_json(run / "run.json").get("data")
+    data, options = run_data(run, data)  # the run's dataset with its data options (run.json)
     model = with_precision(genzoo.load(run), precision)
-    result = evaluate(model, metrics=metrics, n=n, k=k, data=data, seed=seed, threads=threads)
+    result = evaluate(model, metrics=metrics, n=n, k=k, data=data, seed=seed, threads=threads,
+                      data_options=options)
     return {**result, "run": str(run), "precision": precision}
 
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from ._app import app, check_n, handle_errors, load_run, run_data, wrote
+from ._app import app, check_n, handle_errors, load_run, wrote
 
 gans_app = typer.Typer(help="GAN tools: toy-data plots, mode coverage, self-attention maps.", no_args_is_help=True)
 app.add_typer(gans_app, name="gans")
@@ -41,7 +41,7 @@ def plot_cmd(
     if out.suffix != ".png":
         raise ValueError(f"--out {out}: expected a .png file")
     model = _gan_run(run)
-    real = gd.load(run_data(run, None), "test")
+    real = gd.load_run_data(run, "test")
     wrote(toy_plot(model, real, out, n, seed))
 
 
@@ -87,7 +87,7 @@ def modes_cmd(
 
     check_n(n, "samples")
     model = _gan_run(run)
-    ds = gd.load(run_data(run, None), "test")
+    ds = gd.load_run_data(run, "test")
     monitor = ModeMonitor(n=n, seed=seed)
     monitor.setup(ds)
     stats = monitor.measure(model, histogram=True)

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from ._app import app, handle_errors, load_run, parse_labels, run_data, wrote
+from ._app import app, handle_errors, load_run, parse_labels, wrote
 
 latent_app = typer.Typer(help="Explore a latent space: manifold grids, latent maps, attribute shifts, arithmetic, "
                               "smoothness. (Interpolation: `genzoo interpolate`.)", no_args_is_help=True)
@@ -20,7 +20,7 @@ app.add_typer(latent_app, name="latent")
 
 def _dataset(run: Path, data: Optional[str], split: str):
     from .. import data as gd
-    return gd.load(run_data(run, data), split)
+    return gd.load_run_data(run, split, data)
 
 
 def _image(spec: str, model: Any, ds: Any) -> tuple[Any, int | None]:

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ._app import app, handle_errors, load_run, run_data, wrote
+from ._app import app, handle_errors, load_run, wrote
 
 
 @app.command("translate")
@@ -36,7 +36,9 @@ def translate_cmd(
     if input_ is not None:
         wrote(*T.translate_files(model, input_, out, direction))
         return
-    src, output, target = T.translate_split(model, run_data(run, data), split, n, direction)
+    from ..data import run_data
+    name, options = run_data(run, data)  # the run's dataset with its data options (run.json)
+    src, output, target = T.translate_split(model, name, split, n, direction, data_options=options)
     if out.suffix == ".png":
         wrote(T.save_translation_grid(src, output, target, out))
     elif out.suffix == ".npy":

@@ -200,6 +200,8 @@ def load_pix2pix(path: str | Path, split: str = "train", direction: str = "AtoB"
     `direction`: AtoB (source A, target B) or BtoA. `size`: resize every image (int or (H, W))."""
     if direction not in ("AtoB", "BtoA"):
         raise ValueError(f"direction={direction!r}: expected 'AtoB' or 'BtoA'")
+    from . import check_image_options
+    check_image_options(size, channels)
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: not a folder (pix2pix:PATH needs a folder with train/ and test/ or val/ of "
@@ -295,6 +297,8 @@ def load_sr_folder(path: str | Path, split: str = "train", scale: int = 4, crop:
         raise ValueError(f"crop={crop} must be a positive multiple of scale={scale}")
     if crops < 1:
         raise ValueError(f"crops={crops} must be >= 1")
+    from . import check_image_options
+    check_image_options(None, channels)
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: not a folder (sr:PATH takes a folder of images)")

@@ -163,6 +163,10 @@ def load_folder(path: str, split: str = "train", size: int | tuple[int, int] | N
     the options: later loads memory-map it (no decoding), a changed, added or removed file makes a new one.
     `x` is a torch tensor over the copy-on-write memory map, so a folder larger than RAM trains from disk
     (batches index it; only the pages touched are read)."""
+    from . import check_image_options
+    check_image_options(size, channels)
+    if not 0 <= test_fraction < 1:
+        raise ValueError(f"test_fraction={test_fraction!r}: expected a fraction in [0, 1)")
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")

@@ -200,6 +200,8 @@ def load_unpaired_folder(path: str | Path, split: str = "train", size: int | tup
         raise DataError(f"fit={fit!r}: expected one of {', '.join(FITS)}")
     if channels not in (None, 1, 3):
         raise DataError(f"channels={channels!r}: expected 1 (grey) or 3 (colour)")
+    from . import check_image_options
+    check_image_options(size, None)
     if not root.is_dir():
         raise DataError(f"{root}: not a folder (expected CycleGAN's layout: {', '.join(s + '/' for s in LAYOUT)})")
     present = [d for d in LAYOUT if (root / d).is_dir()]

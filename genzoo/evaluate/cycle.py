@@ -139,7 +139,7 @@ def parse_groups(metrics: str | list[str] | None) -> list[str]:
 
 def evaluate_cycle(model, data: str, *, metrics: str | list[str] | None = None, n: int = 10_000, seed: int = 0,
                    batch_size: int = 500, root=None, run=None, kid_subsets: int = 100, kid_subset_size: int = 1000,
-                   out=None, strict: bool = False) -> dict[str, Any]:
+                   out=None, strict: bool = False, data_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """`genzoo evaluate` for a two-direction model on unpaired `data`: the record of genzoo.evaluate.evaluate
     (model_type, run, data, n, seed, extractor, metrics, skipped, note, seconds) holding `cycle_metrics`,
     keys suffixed by direction (`label_preservation_a2b`, `fid_b2a`, `fid_identity_b2a`, ...)."""
@@ -150,7 +150,7 @@ def evaluate_cycle(model, data: str, *, metrics: str | list[str] | None = None, 
 
     t0 = time.perf_counter()
     groups = parse_groups(metrics)
-    test = gdata.load(data, "test", root=root)
+    test = gdata.load(data, "test", root=root, **(data_options or {}))
     torch.manual_seed(seed)
     r = cycle_metrics(model, test, n=n, batch_size=batch_size, kid="kid" in groups, kid_subsets=kid_subsets,
                       kid_subset_size=kid_subset_size, seed=seed)

@@ -176,12 +176,12 @@ def default_extractor(dataset: str, image_shape: tuple[int, ...] | None = None):
     return clf
 
 
-def _load_like(model, data: str, split: str, root) -> gdata.Dataset:
-    """A split of `data`; an image folder is resized to the model's image size (a run trained with
-    --image-size)."""
-    ds = gdata.load(data, split, root=root)
+def _load_like(model, data: str, split: str, root, options: dict | None = None) -> gdata.Dataset:
+    """A split of `data` with its data `options`; an image folder is resized to the model's image size (a
+    run trained with --image-size before run.json recorded data options)."""
+    ds = gdata.load(data, split, root=root, **(options or {}))
     shape = tuple(getattr(model.config, "image_shape", ()) or ())
-    if data.startswith("folder:") and len(shape) == 3 and tuple(ds.shape) != shape:
+    if data.startswith("folder:") and not options and len(shape) == 3 and tuple(ds.shape) != shape:
         ds = gdata.load(data, split, size=(shape[1], shape[2]), channels=shape[0])
     return ds
 
@@ -190,8 +190,10 @@ def _load_like(model, data: str, split: str, root) -> gdata.Dataset:
 def evaluate(run_or_model, metrics: str | list[str] | None = None, data: str | None = None, n: int = 10_000,
              k: int = 1000, extractor=None, seed: int = 0, batch_size: int = 500, root=None,
              out: str | Path | None = None, strict: bool = False, k_pr: int = 3, k_dc: int = 5,
-             kid_subsets: int = 100, kid_subset_size: int = 1000, threads: int | None = None) -> dict[str, Any]:
-    """Evaluate a run directory (or a built model with `data=`) on the test split of its dataset.
+             kid_subsets: int = 100, kid_subset_size: int = 1000, threads: int | None = None,
+             data_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate a run directory (or a built model with `data=`) on the test split of its dataset, loaded with
+    the run's data options (run.json "data_options"; or `data_options` with a model or another `data`).
 
     Returns {"model_type", "run", "data", "n", "seed", "extractor", "metrics": {key: value}, "skipped":
     {group: reason}, "note", "seconds"}; with `out`, also writes it as JSON. Groups that do not apply to the
@@ -210,6 +212,8 @@ def evaluate(run_or_model, metrics: str | list[str] | None = None, data: str | N
         from .._io import read_json
         run = Path(run_or_model)
         model = genzoo.load(run)
+        if data_options is None:
+            data, data_options = gdata.run_data(run, data)
         data = data or read_json(run / RUN)["data"]
     else:
         model = run_or_model.eval()
@@ -221,9 +225,10 @@ def evaluate(run_or_model, metrics: str | list[str] | None = None, data: str | N
         from .translation import evaluate_translation
         return evaluate_translation(model, data, metrics=metrics, n=n, seed=seed, batch_size=batch_size, root=root,
                                     run=run, classifier=extractor, kid_subsets=kid_subsets,
-                                    kid_subset_size=kid_subset_size, out=out, strict=strict)
+                                    kid_subset_size=kid_subset_size, out=out, strict=strict,
+                                    data_options=data_options)
     groups = parse_metrics(metrics)
-    test = _load_like(model, data, "test", root)
+    test = _load_like(model, data, "test", root, data_options)
     test = random_subset(test, n, seed)
     if extractor is None and any(g in SAMPLE_GROUPS for g in groups):
         extractor = default_extractor(data, tuple(test.shape))

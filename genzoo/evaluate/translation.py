@@ -103,8 +103,10 @@ def image_scores(images01: Tensor, ds: gdata.Dataset, groups: list[str], target0
 def evaluate_translation(model, data: str, *, metrics: str | list[str] | None = None, n: int = 10_000,
                          seed: int = 0, batch_size: int = 500, root=None, run: Path | None = None,
                          classifier=None, kid_subsets: int = 100, kid_subset_size: int = 1000,
-                         out: str | Path | None = None, strict: bool = False) -> dict[str, Any]:
-    """Evaluate a translation model on the first `n` examples of the test split of paired dataset `data`.
+                         out: str | Path | None = None, strict: bool = False,
+                         data_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate a translation model on the first `n` examples of the test split of paired dataset `data`
+    (loaded with the dataset loader's `data_options`, e.g. a run's scale= and crop= for sr:PATH).
     Returns the same record as `genzoo.evaluate.evaluate` (model_type, run, data, n, seed, extractor, metrics,
     skipped, note, seconds), so `format_result` and `compare_table` show it."""
     from .._io import write_json
@@ -114,10 +116,10 @@ def evaluate_translation(model, data: str, *, metrics: str | list[str] | None = 
         from .cycle import evaluate_cycle
         return evaluate_cycle(model, data, metrics=metrics, n=n, seed=seed, batch_size=batch_size, root=root,
                               run=run, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, out=out,
-                              strict=strict)
+                              strict=strict, data_options=data_options)
     t0 = time.perf_counter()
     groups = parse(metrics)
-    test = gdata.load(data, "test", root=root)
+    test = gdata.load(data, "test", root=root, **(data_options or {}))
     if test.kind != "paired":
         raise ValueError(f"{data} is not a paired dataset ({test.kind}); a {model.model_type} run is evaluated on "
                          f"paired data such as {', '.join(gdata.names_of_kind('paired')[:4])}")

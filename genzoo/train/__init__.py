@@ -43,18 +43,23 @@ def build_model(name: str, dataset: gdata.Dataset | None = None, preset: str | N
 def train(model: str | GenerativeModel, data: str | gdata.Dataset | None = None, *,
           out: str | os.PathLike | None = None, settings: dict[str, Any] | None = None,
           preset: str | None = None, resume: bool = False, root: str | None = None,
-          image_size: int | None = None, command: str | None = None, **train_kw: Any) -> GenerativeModel:
+          image_size: int | None = None, data_options: dict[str, Any] | None = None, command: str | None = None,
+          **train_kw: Any) -> GenerativeModel:
     """Train `model` (a registry name or a built model) on `data` and return it (eval mode).
 
     `settings`: flat dict of model-config and TrainConfig keys (from YAML / --set); `train_kw`: TrainConfig
     keys as Python arguments (epochs=, steps=, batch_size=, seed=, ...). `out`: run directory (None: write
     nothing). `data`: a dataset name or Dataset (default "mnist-mini"; when resuming, the run's own dataset,
-    and another one is an error). `resume=True` continues the run in `out` from its last checkpoint, with the
+    and another one is an error). `data_options`: keyword options of the dataset's loader (e.g. {"scale": 2,
+    "crop": 16} for sr:PATH, {"size": 64} for folder:PATH; `image_size=N` is short for size=N), checked against
+    the loader before any work and recorded in run.json ("data_options"), so every command that reloads the
+    run's data uses them; resuming takes the run's own, and different ones are an error. `resume=True` continues the run in `out` from its last checkpoint, with the
     new total when `steps`/`epochs` are given (a run killed before its first checkpoint starts again from
     step 0). Every option is checked before any work; the run directory is locked while training.
     """
     settings = dict(settings or {})
     out_path = Path(out) if out is not None else None
+    data_options = _data_options(data, data_options, image_size)
     if resume and out_path is None:
         raise ValueError("resume=True needs the run directory (out=)")
     main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes (and locks)
@@ -68,6 +73,8 @@ def train(model: str | GenerativeModel, data: str | gdata.Dataset | None = None,
             if set(train_settings) - set(TrainConfig.__dataclass_fields__):
                 raise ValueError(f"unknown training keys {sorted(set(train_settings) - set(TrainConfig.__dataclass_fields__))}")
         tc = from_dict(TrainConfig, {**train_settings, **train_kw}, source="training settings")
+        if data is None or isinstance(data, str):
+            gdata.check_options(data or "mnist-mini", data_options)
         new_run = (model_settings, tc)
     elif not out_path.is_dir():  # type: ignore[union-attr]
         raise FileNotFoundError(f"{out_path}: no such run directory to resume")
@@ -77,14 +84,28 @@ def train(model: str | GenerativeModel, data: str | gdata.Dataset | None = None,
                 R.refuse_foreign(out_path)
             R.check_writable(out_path)
             stack.enter_context(R.RunLock(out_path))
-        return _train(model, data, out_path, settings, preset, resume, root, image_size, command, train_kw,
+        return _train(model, data, out_path, settings, preset, resume, root, data_options, command, train_kw,
                       new_run, main)
 
 
+def _data_options(data: Any, data_options: dict[str, Any] | None, image_size: int | None) -> dict[str, Any]:
+    """The dataset loader's options: `data_options`, with `image_size=N` as short for size=N."""
+    import json
+    opts = json.loads(json.dumps(dict(data_options or {})))  # as run.json will hold them ((H, W) -> [H, W])
+    if image_size is not None:
+        if "size" in opts and opts["size"] != image_size:
+            raise ValueError(f"--image-size {image_size} and --data-opt size={opts['size']!r} disagree; give one")
+        opts["size"] = image_size
+    if opts and isinstance(data, gdata.Dataset):
+        raise ValueError(f"data options ({', '.join(opts)}) apply when data is a dataset name; {data.name} is "
+                         f"already loaded")
+    return opts
+
+
 def _train(model: str | GenerativeModel, data: str | gdata.Dataset | None, out_path: Path | None,
-           settings: dict[str, Any], preset: str | None, resume: bool, root: str | None, image_size: int | None,
-           command: str | None, train_kw: dict[str, Any], new_run: tuple[Any, ...] | None,
-           main: bool) -> GenerativeModel:
+           settings: dict[str, Any], preset: str | None, resume: bool, root: str | None,
+           data_options: dict[str, Any], command: str | None, train_kw: dict[str, Any],
+           new_run: tuple[Any, ...] | None, main: bool) -> GenerativeModel:
     resume_state = None
     fresh_start = False  # resuming a run that never reached its first checkpoint
     if resume:
@@ -104,6 +125,13 @@ def _train(model: str | GenerativeModel, data: str | gdata.Dataset | None, out_p
             if run_data is None:
                 raise ValueError(f"{out_path / R.RUN}: missing, so the run's dataset is unknown; pass --data")
             data = run_data
+        run_opts = dict(info.get("data_options") or {})
+        if data_options and data_options != run_opts:
+            shown = lambda o: ", ".join(f"{k}={v!r}" for k, v in sorted(o.items())) or "none"  # noqa: E731
+            raise ValueError(f"data options {shown(data_options)}: {out_path} was trained on {data} with data "
+                             f"options {shown(run_opts)} ({out_path / R.RUN}); --resume continues a run on its own "
+                             f"data. Drop --data-opt/--image-size, or start a new run with another --out")
+        data_options = run_opts
         tc_values = {k: v for k, v in info.get("train_config", {}).items()}
         model_settings, train_settings = split_settings(entry.config_class, settings)
         if model_settings:
@@ -144,9 +172,7 @@ def _train(model: str | GenerativeModel, data: str | gdata.Dataset | None, out_p
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
 
-    opts = {"root": root} if root else {}
-    if image_size and isinstance(data, str) and data.startswith("folder:"):
-        opts["size"] = image_size
+    opts = {"root": root, **data_options} if root else dict(data_options)
     train_ds = gdata.load(data, "train", **opts) if isinstance(data, str) else data
     try:
         test_ds = gdata.load(data, "test", **opts) if isinstance(data, str) else None
@@ -176,6 +202,8 @@ def _train(model: str | GenerativeModel, data: str | gdata.Dataset | None, out_p
     data_name = data if isinstance(data, str) else train_ds.name
     run_info = {"model_type": built.model_type, "data": data_name, "seed": tc.seed,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": str(device)}
+    if data_options:
+        run_info["data_options"] = data_options
     if command:
         run_info["command"] = command
     if out_path is not None and main and resume_state is None:
