@@ -1,5 +1,9 @@
 """The scoreboard: every registered image model trained on MNIST and Fashion-MNIST under the same CPU budget
-(seeded, one thread), then measured with one protocol (genzoo.evaluate.evaluate).
+(seeded, one thread), then measured with one protocol (genzoo.evaluate.evaluate); the translation models
+(pix2pix, srgan, cyclegan) on a fitting dataset derived from the same base (`TASK`: DATA-edges, DATA-sr4,
+DATA-thick), each kind in its own table with the metrics that apply to it (paired: L1/MSE/PSNR/SSIM, label
+preservation, domain FID, bicubic's PSNR beside SR; unpaired: per direction label preservation, cycle L1,
+domain FID against the identity map).
 
     GENZOO_DATA=../shared/data python benchmarks/scoreboard.py --quick      # a few minutes: checks the pipeline
     GENZOO_DATA=../shared/data python benchmarks/scoreboard.py              # 3 CPU minutes per model and dataset
@@ -7,8 +11,9 @@
 
 Each model first trains a few steps to measure its CPU seconds per step, then trains from scratch for as many
 steps as fit the budget (`--budget` CPU seconds). The full run rewrites the table between the scoreboard
-markers of docs/benchmarks.md and writes one sample grid per model to docs/img/; `--quick` writes both under
-`--work` only. Domain FID uses genzoo's own classifiers: not comparable with published Inception FIDs.
+markers of docs/benchmarks.md and writes one sample grid (translation models: source | output | target) per
+model to docs/img/; `--quick` writes both under `--work` only. benchmarks/scoreboard_budget.py runs the same
+functions at the `recommended` presets and a larger budget. Domain FID uses genzoo's own classifiers: not comparable with published Inception FIDs.
 """
 from __future__ import annotations
 
@@ -38,25 +43,59 @@ from genzoo.train.rundir import read_metrics  # noqa: E402
 # The size each family is benchmarked at (a preset name); models not listed use their default config.
 PRESET = {"ae": "conv", "denoising-ae": "conv", "sparse-ae": "mnist-196", "vae": "mlp-784-400-20",
           "cvae": "mlp-784-400-20", "gan": "mnist", "cgan": "mnist", "dcgan": "mnist", "wgan": "mnist",
-          "wgan-gp": "mnist", "ddpm": "mnist"}
+          "wgan-gp": "mnist", "ddpm": "mnist", "pix2pix": "mnist", "srgan": "srresnet-mnist", "cyclegan": "mnist"}
 SAMPLE_METRICS = "fid,pr,dc,modes,mse"
 COLUMNS = ("model", "preset", "CPU min", "steps", "img/s (CPU)", "recon MSE", "NLL (nats)", "domain FID",
            "precision", "recall", "coverage", "classes covered")
 START, END = "<!-- scoreboard:start -->", "<!-- scoreboard:end -->"
+
+# Translation models: the task each is scored on, as a suffix of the scoreboard's base dataset (DATA-TASK, e.g.
+# mnist-edges, fashion-mnist-sr4, mnist-mini-thick); a base without that derived set skips the model.
+TASK = {"pix2pix": "edges", "srgan": "sr4", "cyclegan": "thick"}
+KIND_METRICS = {"paired": "l1,mse,psnr,ssim,labels,fid,bicubic", "unpaired": "labels,cycle,fid"}
+# (header, metrics key, format) per kind; the unpaired keys are per direction
+KIND_COLUMNS = {
+    "paired": (("L1", "l1", ".4f"), ("MSE", "mse", ".4f"), ("PSNR (dB)", "psnr", ".2f"),
+               ("bicubic PSNR", "bicubic_psnr", ".2f"), ("SSIM", "ssim", ".3f"),
+               ("label preservation", "label_accuracy", ".3f"), ("domain FID", "fid", ".2f")),
+    "unpaired": tuple((f"{h} {d}", f"{k}_{d}", f) for d in ("a2b", "b2a") for h, k, f in (
+        ("label pres.", "label_preservation", ".3f"), ("cycle L1", "cycle_l1", ".4f"), ("domain FID", "fid", ".2f"),
+        ("FID identity", "fid_identity", ".2f"))),
+}
+KIND_WHAT = {"paired": "outputs vs targets on the first n={n} test pairs (SR: bicubic beside)",
+             "unpaired": "both directions on the first n={n} test images of each domain, FID also for the identity map"}
+
+
+def data_kind(name: str) -> str:
+    return getattr(registry.get(name).model_class, "data_kind", "images")
+
+
+def task_data(name: str, data: str) -> str | None:
+    """The dataset a model is scored on for base `data`: `data` itself for image models, DATA-TASK for the
+    translation models (None when that derived set does not exist)."""
+    if data_kind(name) == "images":
+        return data
+    cand = f"{data}-{TASK.get(name, '')}"
+    return cand if cand in gd.names_of_kind(data_kind(name)) else None
 
 
 def image_models() -> list[str]:
     """Registered models that train on 28x28 images (toy-point-only models are left out)."""
     out = []
     for name in registry.names():
-        if getattr(registry.get(name).model_class, "data_kind", "images") != "images":
-            continue  # paired / unpaired translation models train on other data (docs/benchmarks.md has their own)
+        if data_kind(name) != "images":
+            continue  # paired / unpaired translation models: translation_models()
         try:
             build_model(name, gd.load("mnist-mini", "test"), PRESET.get(name))
             out.append(name)
         except (ValueError, KeyError, NotImplementedError):
             pass
     return out
+
+
+def translation_models() -> list[str]:
+    """Registered paired / unpaired translation models that have a scoreboard task (`TASK`)."""
+    return [n for n in registry.names() if data_kind(n) != "images" and n in TASK]
 
 
 def train_for_budget(name: str, data: str, out: Path, budget: float, seed: int, probe_steps: int,
@@ -83,23 +122,33 @@ def train_for_budget(name: str, data: str, out: Path, budget: float, seed: int, 
 
 
 def score(name: str, data: str, args, work: Path, img_dir: Path) -> dict:
-    run = work / f"{data}-{name}"
+    """Train `name` for the budget on `data` (an image model) or on its task derived from `data` (a
+    translation model: `task_data`), evaluate it and write its grid. Returns the scoreboard row."""
+    kind = data_kind(name)
+    task = task_data(name, data)
+    if task is None:
+        raise ValueError(f"{name}: no {data}-{TASK.get(name)} dataset to score it on")
+    run = work / f"{task}-{name}"
     if (run / "run.json").exists():  # a previous scoreboard's run: start again from scratch
         shutil.rmtree(run)
-    steps, cpu = train_for_budget(name, data, run, args.budget, args.seed, args.probe_steps, args.root)
+    steps, cpu = train_for_budget(name, task, run, args.budget, args.seed, args.probe_steps, args.root)
     rows = read_metrics(run)
     epochs = float(rows[-1]["epoch"]) if rows else 0.0
-    images = epochs * len(gd.load(data, "train", root=args.root))
-    r = evaluate(run, metrics=SAMPLE_METRICS, n=args.n, seed=args.seed, root=args.root, out=run / "metrics.json")
+    images = epochs * len(gd.load_run_data(run, "train", root=args.root))  # translation: source images (A)
+    metrics = SAMPLE_METRICS if kind == "images" else KIND_METRICS[kind]
+    r = evaluate(run, metrics=metrics, n=args.n, seed=args.seed, root=args.root, out=run / "metrics.json")
     m = dict(r["metrics"])
-    if args.nll_n:  # likelihood on fewer images: IWAE costs k decoder passes per image
+    if kind == "images" and args.nll_n:  # likelihood on fewer images: IWAE costs k decoder passes per image
         m.update(evaluate(run, metrics="nll", n=args.nll_n, k=args.k, seed=args.seed, root=args.root)["metrics"])
     model = genzoo.load(run)
-    if model.can("sample"):
-        grid = img_dir / f"scoreboard-{data}-{name}.png"
+    grid = img_dir / f"scoreboard-{data}-{name}.png"
+    if kind != "images":  # rows: source | output | target (cyclegan: | cycled back)
+        from genzoo.translate import save_translation_grid, translate_split
+        save_translation_grid(*translate_split(model, task, "test", 16, root=args.root), grid)
+    elif model.can("sample"):
         save_grid(draw_samples(model, 64, seed=args.seed), grid, nrow=8)
-    return {"model": name, "preset": PRESET.get(name, "default"), "cpu_min": cpu / 60, "steps": steps,
-            "img_per_cpu_s": images / cpu if cpu else math.nan, "extractor": r["extractor"], **m}
+    return {"model": name, "kind": kind, "data": task, "preset": PRESET.get(name, "default"), "cpu_min": cpu / 60,
+            "steps": steps, "img_per_cpu_s": images / cpu if cpu else math.nan, "extractor": r["extractor"], **m}
 
 
 def calibration(data: str, n: int, root: str | None, seed: int = 0) -> str:
@@ -138,6 +187,10 @@ def _cell(v, fmt: str) -> str:
 
 
 def table(rows: list[dict]) -> str:
+    """The markdown table of rows of one data kind (image models, or paired / unpaired translation)."""
+    kind = rows[0].get("kind", "images") if rows else "images"
+    if kind != "images":
+        return translation_table(rows, kind)
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     for r in rows:
         cells = [r["model"], r["preset"], _cell(r["cpu_min"], ".1f"), str(r["steps"]), _cell(r["img_per_cpu_s"], ".0f"),
@@ -148,12 +201,54 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def translation_table(rows: list[dict], kind: str) -> str:
+    extra = KIND_COLUMNS[kind]
+    head = ("model", "preset", "dataset", "CPU min", "steps", "img/s (CPU)") + tuple(h for h, _, _ in extra)
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in rows:
+        cells = [r["model"], r["preset"], r["data"], _cell(r["cpu_min"], ".1f"), str(r["steps"]),
+                 _cell(r["img_per_cpu_s"], ".0f")] + [_cell(r.get(k), f) for _, k, f in extra]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def sections(models: list[str], datas: list[str], args, img_dir: Path, describe) -> list[str]:
+    """Score every model on every base dataset: one table per (dataset, data kind), each headed by
+    `describe(data, kind, extractor)`. Translation models without a task on a base are left out (printed)."""
+    out = []
+    for data in datas:
+        by_kind: dict[str, list[dict]] = {}
+        for name in models:
+            if task_data(name, data) is None:
+                print(f"[{data}] {name}: no {data}-{TASK.get(name)} dataset, left out", flush=True)
+                continue
+            print(f"[{data}] {name} ({PRESET.get(name, 'default')}) ...", flush=True)
+            row = score(name, data, args, args.work, img_dir)
+            by_kind.setdefault(row["kind"], []).append(row)
+            print(table([row]).splitlines()[-1], flush=True)
+        for kind in ("images", "paired", "unpaired"):
+            rows = by_kind.get(kind)
+            if rows:
+                out.append(f"{describe(data, kind, rows[0]['extractor'] or '-')}\n\n{table(rows)}")
+    return out
+
+
+def write_between_markers(doc: Path, start: str, end: str, body: str) -> Path:
+    """Replace the text between the `start` and `end` markers of `doc` with `body`."""
+    text = doc.read_text()
+    if start not in text:
+        raise SystemExit(f"{doc}: markers {start} / {end} not found")
+    text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{body}\n{end}", text, flags=re.S)
+    return write_text(doc, text)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small budget and sample size: checks the pipeline")
     p.add_argument("--calibration", action="store_true", help="only the metric calibration table (no training)")
     p.add_argument("--data", default="mnist,fashion-mnist")
-    p.add_argument("--models", default=None, help="comma-separated (default: every registered image model)")
+    p.add_argument("--models", default=None, help="comma-separated (default: every registered image model and "
+                   "translation model)")
     p.add_argument("--budget", type=float, default=None, help="CPU seconds of training per model (180; quick 10)")
     p.add_argument("--n", type=int, default=None, help="test images and samples per evaluation (10000; quick 500)")
     p.add_argument("--nll-n", type=int, default=None, help="test images for the IWAE NLL (1000; quick 100)")
@@ -173,35 +268,27 @@ def main(argv: list[str] | None = None) -> None:
         for data in args.data.split(","):
             print(calibration(data, args.n, args.root, args.seed) + "\n", flush=True)
         return
-    models = args.models.split(",") if args.models else image_models()
+    models = args.models.split(",") if args.models else image_models() + translation_models()
     img_dir = args.work / "img" if q else ROOT / "docs" / "img"
     t0 = time.process_time()
-    sections = []
-    for data in args.data.split(","):
-        rows = []
-        for name in models:
-            print(f"[{data}] {name} ...", flush=True)
-            rows.append(score(name, data, args, args.work, img_dir))
-            print(table(rows[-1:]).splitlines()[-1], flush=True)
-        ext = rows[0]["extractor"] if rows else "-"
-        sections.append(f"**{data}** (budget {args.budget:.0f} CPU s per model, 1 thread, seed {args.seed}; "
-                        f"evaluation on n={args.n} test images and as many samples; NLL: IWAE k={args.k} on "
-                        f"{args.nll_n} test images; domain FID extractor: {ext})\n\n{table(rows)}")
+
+    def describe(data: str, kind: str, ext: str) -> str:
+        what = (f"evaluation on n={args.n} test images and as many samples; NLL: IWAE k={args.k} on {args.nll_n} "
+                f"test images" if kind == "images" else KIND_WHAT[kind].format(n=args.n))
+        return (f"**{data}{'' if kind == 'images' else ', ' + kind + ' translation'}** (budget {args.budget:.0f} "
+                f"CPU s per model, 1 thread, seed {args.seed}; {what}; domain FID extractor: {ext})")
+
+    parts = sections(models, args.data.split(","), args, img_dir, describe)
     cmd = "python benchmarks/scoreboard.py " + " ".join(argv if argv is not None else sys.argv[1:])
     img_dir = img_dir.relative_to(ROOT) if img_dir.is_relative_to(ROOT) else img_dir
     body = (f"Command: `GENZOO_DATA=../shared/data {cmd.strip()}` (total {(time.process_time() - t0) / 60:.1f} "
             f"CPU minutes incl. evaluation). Sample grids: {img_dir}/scoreboard-DATA-MODEL.png.\n\n"
-            + "\n\n".join(sections))
+            + "\n\n".join(parts))
     print(body)
     if q:
         print(f"wrote {write_text(args.work / 'scoreboard.md', body + chr(10))}")
         return
-    doc = ROOT / "docs" / "benchmarks.md"
-    text = doc.read_text()
-    if START not in text:
-        raise SystemExit(f"{doc}: markers {START} / {END} not found in the evaluation section")
-    text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{body}\n{END}", text, flags=re.S)
-    print(f"wrote {write_text(doc, text)}")
+    print(f"wrote {write_between_markers(ROOT / 'docs' / 'benchmarks.md', START, END, body)}")
 
 
 if __name__ == "__main__":

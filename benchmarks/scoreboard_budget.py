@@ -1,9 +1,10 @@
 """The scoreboard at a real budget: every image model of the lectures at its `recommended` preset (the recipe in
 the package, so `genzoo train MODEL --data mnist --preset recommended` reproduces a row) for >= 10 CPU minutes
 on MNIST and Fashion-MNIST, one protocol (10,000 test images and samples, every metric that applies, a sample
-grid per model). Reuses benchmarks/scoreboard.py (budgeted training by measured CPU seconds per step, the same
-evaluation); writes its table to `--work`/scoreboard_budget.md, and with `--write-doc` between the
-`scoreboard-budget` markers of docs/benchmarks.md.
+grid per model). Reuses benchmarks/scoreboard.py (`sb.sections`: budgeted training by measured CPU seconds per
+step, the same evaluation and tables; `sb.write_between_markers`); writes its table to
+`--work`/scoreboard_budget.md, and with `--write-doc` between the `scoreboard-budget` markers of
+docs/benchmarks.md.
 
     GENZOO_DATA=../shared/data python benchmarks/scoreboard_budget.py --smoke     # seconds: checks the pipeline
     GENZOO_DATA=../shared/data python benchmarks/scoreboard_budget.py             # 10 CPU min per model and dataset
@@ -14,7 +15,6 @@ The full run is 11 models x 2 datasets x (10 CPU min + evaluation) ~ 4-5 CPU hou
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -59,30 +59,20 @@ def main(argv: list[str] | None = None) -> None:
     sb.PRESET.update({m: "recommended" for m in models})  # the package's recipes
     img_dir = args.work / "img"
     t0 = time.process_time()
-    sections = []
-    for data in args.data.split(","):
-        rows = []
-        for name in models:
-            print(f"[{data}] {name} (recommended) ...", flush=True)
-            rows.append(sb.score(name, data, args, args.work, img_dir))
-            print(sb.table(rows[-1:]).splitlines()[-1], flush=True)
-        ext = rows[0]["extractor"] if rows else "-"
-        sections.append(f"**{data}** (budget {args.budget:.0f} CPU s per model at `--preset recommended`, 1 thread, "
-                        f"seed {args.seed}; n={args.n} test images and as many samples; NLL: IWAE k={args.k} on "
-                        f"{args.nll_n} test images; domain FID extractor: {ext})\n\n{sb.table(rows)}")
+
+    def describe(data: str, kind: str, ext: str) -> str:
+        return (f"**{data}** (budget {args.budget:.0f} CPU s per model at `--preset recommended`, 1 thread, "
+                f"seed {args.seed}; n={args.n} test images and as many samples; NLL: IWAE k={args.k} on "
+                f"{args.nll_n} test images; domain FID extractor: {ext})")
+
+    parts = sb.sections(models, args.data.split(","), args, img_dir, describe)  # scoreboard.py's loop and tables
     cmd = "python benchmarks/scoreboard_budget.py " + " ".join(argv if argv is not None else sys.argv[1:])
     body = (f"Command: `GENZOO_DATA=../shared/data {cmd.strip()}` (total {(time.process_time() - t0) / 60:.1f} CPU "
-            f"minutes incl. evaluation). Sample grids: {img_dir}/scoreboard-DATA-MODEL.png.\n\n" + "\n\n".join(sections))
+            f"minutes incl. evaluation). Sample grids: {img_dir}/scoreboard-DATA-MODEL.png.\n\n" + "\n\n".join(parts))
     print(body)
     print(f"wrote {write_text(args.work / 'scoreboard_budget.md', body + chr(10))}")
     if args.write_doc:
-        doc = ROOT / "docs" / "benchmarks.md"
-        text = doc.read_text()
-        if START not in text:
-            raise SystemExit(f"{doc}: markers {START} / {END} not found")
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{body}\n{END}", text, flags=re.S)
-        print(f"wrote {write_text(doc, text)}")
-
+        print(f"wrote {sb.write_between_markers(ROOT / 'docs' / 'benchmarks.md', START, END, body)}")
 
 if __name__ == "__main__":
     main()

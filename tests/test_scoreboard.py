@@ -1,0 +1,69 @@
+"""benchmarks/scoreboard.py covers the translation models: each on its task derived from the base dataset, in
+its own table per data kind, with the metrics that apply (checked against an independent computation)."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import genzoo
+import genzoo.data as gd
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def sb():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("scoreboard", REPO / "benchmarks" / "scoreboard.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_models_and_tasks(sb):
+    images, translation = sb.image_models(), sb.translation_models()
+    assert {"pix2pix", "srgan", "cyclegan"} <= set(translation)
+    assert not set(images) & set(translation) and "ae" in images
+    assert sb.task_data("ae", "mnist") == "mnist"
+    assert sb.task_data("pix2pix", "mnist-mini") == "mnist-mini-edges"
+    assert sb.task_data("srgan", "fashion-mnist") == "fashion-mnist-sr4"
+    assert sb.task_data("cyclegan", "mnist") == "mnist-thick"
+    assert sb.task_data("cyclegan", "fashion-mnist") is None  # no fashion-mnist-thick: left out
+
+
+def test_translation_tables_have_their_own_columns(sb):
+    paired = {"model": "srgan", "kind": "paired", "data": "mnist-sr4", "preset": "p", "cpu_min": 1.0, "steps": 5,
+              "img_per_cpu_s": 10.0, "psnr": 21.234, "bicubic_psnr": 14.7, "ssim": 0.81234}
+    t = sb.table([paired]).splitlines()
+    assert "PSNR (dB)" in t[0] and "bicubic PSNR" in t[0] and "domain FID" in t[0] and "NLL" not in t[0]
+    assert "| 21.23 | 14.70 | 0.812 |" in t[2] and t[2].count("| - ") == 4  # L1, MSE, labels, FID not given
+    unpaired = {"model": "cyclegan", "kind": "unpaired", "data": "mnist-thick", "preset": "p", "cpu_min": 1.0,
+                "steps": 5, "img_per_cpu_s": 10.0, "label_preservation_a2b": 0.9, "cycle_l1_b2a": 0.05}
+    t = sb.table([unpaired]).splitlines()
+    assert "label pres. a2b" in t[0] and "cycle L1 b2a" in t[0] and "FID identity a2b" in t[0]
+
+
+def test_score_a_translation_model(sb, tmp_path, monkeypatch):
+    monkeypatch.setitem(sb.PRESET, "srgan", "tiny")
+    args = Namespace(budget=1.0, seed=0, probe_steps=1, root=None, n=40, nll_n=0, k=5, work=tmp_path)
+    row = sb.score("srgan", "mnist-mini", args, tmp_path, tmp_path / "img")
+    assert row["kind"] == "paired" and row["data"] == "mnist-mini-sr4" and row["steps"] >= 1
+    assert (tmp_path / "img" / "scoreboard-mnist-mini-srgan.png").exists()
+    # PSNR and bicubic PSNR of the row against a numpy computation over the first 40 test pairs
+    model = genzoo.load(tmp_path / "mnist-mini-sr4-srgan")
+    test = gd.load("mnist-mini-sr4", "test")
+    src, tgt = test.x[:40], test.target[:40].numpy().astype(np.float64) / 255
+    with torch.no_grad():
+        out = model.to_unit(model.translate(model.prepare(src))).numpy().astype(np.float64)
+    psnr = np.mean(10 * np.log10(1 / ((out - tgt) ** 2).mean(axis=(1, 2, 3))))
+    assert row["psnr"] == pytest.approx(psnr, abs=1e-3)
+    assert row["bicubic_psnr"] == pytest.approx(14.7, abs=1.0)  # x4 bicubic on MNIST digits (docs: 14.70 dB)
+    assert row["label_accuracy"] is not None and 0 <= row["label_accuracy"] <= 1
+    table = sb.table([row])
+    assert f"{row['psnr']:.2f}" in table and "mnist-mini-sr4" in table
