@@ -1,5 +1,6 @@
-"""benchmarks/scoreboard.py covers the translation models: each on its task derived from the base dataset, in
-its own table per data kind, with the metrics that apply (checked against an independent computation)."""
+"""benchmarks/scoreboard.py and `genzoo compare` cover the translation models: in the scoreboard each on its
+task derived from the base dataset, in its own table per data kind, with the metrics that apply (checked
+against an independent computation)."""
 from __future__ import annotations
 
 import importlib.util
@@ -67,3 +68,33 @@ def test_score_a_translation_model(sb, tmp_path, monkeypatch):
     assert row["label_accuracy"] is not None and 0 <= row["label_accuracy"] <= 1
     table = sb.table([row])
     assert f"{row['psnr']:.2f}" in table and "mnist-mini-sr4" in table
+
+
+def test_compare_shows_translation_runs(tiny_train, tmp_path):
+    """`genzoo compare` over a paired and an unpaired run: each row has its own metrics, '-' for the others',
+    and the PSNR shown is the numpy PSNR of the run's outputs."""
+    from typer.testing import CliRunner
+
+    from genzoo.cli import commands  # noqa: F401  (registers the commands)
+    from genzoo.cli._app import app
+    from genzoo.evaluate import evaluate
+
+    p2p, p2p_run = tiny_train("pix2pix", "mnist-mini-edges", steps=2)
+    _, cyc_run = tiny_train("cyclegan", "mnist-mini-thick", steps=2)
+    for run in (p2p_run, cyc_run):
+        evaluate(run, n=20, out=run / "metrics.json")
+    res = CliRunner().invoke(app, ["compare", str(p2p_run), str(cyc_run)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("|")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {ln.split("|")[2].strip(): [c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]}
+    for key in ("l1", "psnr", "ssim", "cycle_l1_a2b", "label_preservation_b2a"):
+        assert key in head
+    p, c = rows["pix2pix"], rows["cyclegan"]
+    assert c[head.index("psnr")] == "-" and p[head.index("cycle_l1_a2b")] == "-"
+    test = gd.load("mnist-mini-edges", "test")
+    with torch.no_grad():
+        out = p2p.to_unit(p2p.translate(p2p.prepare(test.x[:20]))).numpy().astype(np.float64)
+    tgt = test.target[:20].numpy().astype(np.float64) / 255
+    psnr = np.mean(10 * np.log10(1 / ((out - tgt) ** 2).mean(axis=(1, 2, 3))))
+    assert float(p[head.index("psnr")]) == pytest.approx(psnr, rel=2e-3)
