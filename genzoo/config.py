@@ -24,9 +24,14 @@ class TrainConfig:
     steps: int | None = None  # or after this many steps (one step = every phase once, with its repeats)
     batch_size: int = 128
     seed: int = 0
-    lr_schedule: str = "constant"  # constant | cosine | step
+    lr_schedule: str = "constant"  # constant | cosine | step | linear
     lr_step_size: int = 1000  # for lr_schedule=step: multiply the LR by lr_gamma every this many steps
     lr_gamma: float = 0.5
+    # for lr_schedule=linear: constant LR until step lr_decay_start (a whole number; or a number between 0 and 1:
+    # that fraction of the run; default: half the run, or 0 when lr_decay_steps is given), then linear decay to 0
+    # over lr_decay_steps steps (default: until the run's last step). Giving either selects lr_schedule=linear.
+    lr_decay_start: int | float | None = None
+    lr_decay_steps: int | None = None
     grad_clip: float | None = None  # clip each phase's gradient norm to this value
     log_every: int = 50  # metrics.csv row + progress-bar update every N steps
     sample_every: int = 500  # sample/reconstruction grid PNG every N steps (0: only at the end)
@@ -44,7 +49,23 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs is None and self.steps is None:
             object.__setattr__(self, "epochs", 1)
-        check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine", "step"))
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        decay = {k: getattr(self, k) for k in ("lr_decay_start", "lr_decay_steps") if getattr(self, k) is not None}
+        if decay and self.lr_schedule == "constant":  # pix2pix's / cyclegan's keys: constant, then linear to 0
+            object.__setattr__(self, "lr_schedule", "linear")
+        elif decay and self.lr_schedule != "linear":
+            raise ValueError(f"{', '.join(f'{k}={v}' for k, v in decay.items())} set the linear schedule's decay, "
+                             f"but lr_schedule={self.lr_schedule!r}; use lr_schedule=linear or drop them")
+        start = self.lr_decay_start
+        if isinstance(start, float) and start.is_integer():  # 900.0 is step 900 (as YAML and run.json give it)
+            object.__setattr__(self, "lr_decay_start", start := int(start))
+        if isinstance(start, bool) or (isinstance(start, float) and not 0 < start < 1) or (
+                isinstance(start, int) and start < 0):
+            raise ValueError(f"lr_decay_start={start!r}: expected a step (a whole number >= 0) or a fraction of the "
+                             f"run (a number between 0 and 1, e.g. 0.5)")
+        if self.lr_decay_steps is not None and self.lr_decay_steps < 1:
+            raise ValueError(f"lr_decay_steps={self.lr_decay_steps}: expected an integer >= 1 (the decay's length in "
+                             f"steps), or leave it unset to decay until the run's last step")
         check_choice("binarize", self.binarize, ("none", "static", "dynamic"))
         check_choice("precision", self.precision, ("fp32", "bf16", "fp16"))
         if self.channels_last not in (True, False, "auto"):
@@ -59,6 +80,7 @@ class TrainConfig:
             raise ValueError(f"grad_clip={self.grad_clip}: expected a positive number, or none for no clipping")
 
 
+LR_SCHEDULES = ("constant", "cosine", "step", "linear")
 _OPTION_HINT = {"epochs": "--epochs N or ", "steps": "--steps N or ", "batch_size": "--batch-size N or "}
 _LEAST_HINT = {"sample_every": "; 0 writes one grid at the end", "checkpoint_every": "; the last step is always "
                "checkpointed"}

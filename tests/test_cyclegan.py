@@ -1,9 +1,7 @@
 """CycleGAN (genzoo/models/cyclegan.py): the losses against a hand computation, the image pool (capacity, the
-50/50 mix, saved and restored), the in-model LR decay against torch's Adam, translation both ways, exact
-resume, and a short run lowering the held-out cycle L1."""
+50/50 mix, saved and restored, against a one-at-a-time reference), the constant-then-linear LR on both phases,
+translation both ways, exact resume, a sync-free step, and a short run lowering the held-out cycle L1."""
 from __future__ import annotations
-
-import copy
 
 import numpy as np
 import pytest
@@ -156,7 +154,7 @@ def test_training_step_calls_no_synchronising_method(monkeypatch):
     torch.manual_seed(0)
     model = build_model("cyclegan", ds, preset="tiny", pool_size=5)  # batch 4: fills the pool, then swaps
     t = Trainer(model, ds, TrainConfig(steps=6, batch_size=4, log_every=3, sample_every=0, validate=False,
-                                       progress=False), None)
+                                       progress=False, lr_schedule="linear"), None)
     inside = {"on": False}
     real = {m: getattr(torch.Tensor, m) for m in syncing}
 
@@ -195,7 +193,7 @@ def test_image_pool_size_zero_passes_through_and_eval_skips_the_pool():
 
 
 def test_pools_are_saved_and_resume_is_exact(tmp_path):
-    s = {**FAST, "batch_size": 8}
+    s = {**FAST, "batch_size": 8, "lr_decay_start": 2, "lr_decay_steps": 4}  # resumed mid-decay
     genzoo.train("cyclegan", "mnist-mini-thick", out=tmp_path / "full", preset="tiny", steps=6, settings=s)
     genzoo.train("cyclegan", "mnist-mini-thick", out=tmp_path / "half", preset="tiny", steps=3, settings=s)
     genzoo.train("cyclegan", "mnist-mini-thick", out=tmp_path / "half", resume=True, steps=6)
@@ -208,31 +206,33 @@ def test_pools_are_saved_and_resume_is_exact(tmp_path):
     assert torch.equal(loaded.pool_a.images, w_full["pool_a.images"])
 
 
-def test_lr_decay_factor_scales_adam_updates_exactly():
+def test_constant_then_linear_decay_lr_on_both_phases(monkeypatch):
+    """The paper's schedule is the engine's lr_schedule=linear (the old cyclegan keys select it): every step of
+    both phases (G and F; D_A and D_B) trains at lr * min(1, max(0, 1 - (s - start) / (end - start))), s = the
+    steps done before it — here start 2, end 2 + 4."""
+    from genzoo.config import TrainConfig
+    from genzoo.train.engine import Trainer
+    ds = gd.load("mnist-mini-thick")
     torch.manual_seed(0)
-    m, ds = _model(lr_decay_start=1, lr_decay_steps=4)
-    assert [m.config.lr_decay_start, m.lr_factor] == [1, 1.0]
-    m.steps_done.fill_(3)  # two steps into the decay: factor 1 - 2/4
-    assert m.lr_factor == 0.5
-    m.train()
-    b = _batch(m, ds)
-    phase = m.phases()[0]
-    twin = copy.deepcopy(m.gen_ab)
-    # genzoo: the model's step with the base LR and its decay factor
-    opt = torch.optim.Adam(phase.params, lr=m.config.lr, betas=m.config.betas)
-    opt.zero_grad()
-    loss, _ = phase.loss(b)
-    loss.backward()
-    grads = [p.grad.clone() for p in m.gen_ab.parameters()]
-    opt.step()
-    phase.after_step()
-    # reference: torch's Adam with lr * 0.5 on the same gradients
-    ref_opt = torch.optim.Adam(twin.parameters(), lr=m.config.lr * 0.5, betas=m.config.betas)
-    for p, g in zip(twin.parameters(), grads):
-        p.grad = g
-    ref_opt.step()
-    for p, q in zip(m.gen_ab.parameters(), twin.parameters()):
-        torch.testing.assert_close(p, q, rtol=0, atol=1e-7)
+    model = build_model("cyclegan", ds, preset="tiny")
+    tc = TrainConfig(steps=8, batch_size=4, lr_decay_start=2, lr_decay_steps=4, sample_every=0, validate=False,
+                     progress=False)
+    assert tc.lr_schedule == "linear"
+    t = Trainer(model, ds, tc, None)
+    seen = []
+    step = Trainer._train_step
+
+    def record(self, batches):
+        seen.append([o.param_groups[0]["lr"] for o in self.optimizers])
+        return step(self, batches)
+
+    monkeypatch.setattr(Trainer, "_train_step", record)
+    t.fit()
+    lr = model.config.lr
+    want = [lr * min(1.0, max(0.0, 1 - (s - 2) / 4)) for s in range(8)]  # 1, 1, 1, .75, .5, .25, 0, 0
+    assert [p.name for p in t.phases] == ["generator", "discriminator"]
+    for s, (g, d) in enumerate(seen):
+        assert g == pytest.approx(want[s], rel=1e-12, abs=0) and d == pytest.approx(want[s], rel=1e-12, abs=0)
 
 
 def test_translate_both_directions_and_any_size():

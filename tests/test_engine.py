@@ -193,3 +193,105 @@ def test_torchrun_two_processes_end_with_identical_weights(tmp_path):
     # and the rank-0 file on disk is that same model
     from genzoo.train.distributed import checksum
     assert checksum(genzoo.load(out)) == a
+
+
+# ---- lr_schedule=linear: constant, then linear decay to 0 (pix2pix / CycleGAN) ------------------------------
+def _linear_lrs(out: Path) -> dict[int, float]:
+    """The logged LR after step s: the rate step s + 1 trains at (metrics.csv keeps 6 significant digits)."""
+    return {int(r["step"]): float(r["lr"]) for r in R.read_metrics(out) if r.get("lr")}
+
+
+def _closed_form(s: int, start: int, end: int, lr: float = 1e-3) -> float:
+    return lr * min(1.0, max(0.0, 1.0 - (s - start) / (end - start)))
+
+
+@pytest.mark.parametrize("keys,start,end", [({}, 10, 20), ({"lr_decay_start": 0.25}, 5, 20),
+                                            ({"lr_decay_start": 8, "lr_decay_steps": 6}, 8, 14),
+                                            ({"lr_decay_steps": 5}, 0, 5)])
+def test_linear_schedule_follows_the_closed_form(tmp_path, keys, start, end):
+    """f(s) = 1 before the start, 1 - (s - start) / (end - start) after, 0 from the end on; the start a step,
+    a fraction of the run, or (default) half of it; giving the decay keys alone selects the schedule."""
+    out = tmp_path / "r"
+    sched = {} if keys else {"lr_schedule": "linear"}
+    genzoo.train("ae", out=out, preset="tiny", steps=20, settings={**FAST, "log_every": 1, **sched, **keys})
+    assert json.loads((out / "run.json").read_text())["train_config"]["lr_schedule"] == "linear"
+    rows = _linear_lrs(out)
+    assert sorted(rows) == list(range(1, 21))
+    for s, lr in rows.items():
+        assert lr == pytest.approx(_closed_form(s, start, end), rel=1e-5, abs=1e-12), (s, lr)
+
+
+def test_linear_schedule_resume_is_exact(tmp_path, monkeypatch):
+    """A run stopped after its step-10 checkpoint and resumed to the same total equals the uninterrupted run
+    bitwise (weights and LRs); so does one that stopped at its own end of 12 steps and is resumed to 20 when
+    the decay's place does not depend on the total."""
+    from genzoo.train import engine
+    s = {**FAST, "lr_schedule": "linear", "lr_decay_start": 0.3, "log_every": 1, "checkpoint_every": 10}
+    full, part = tmp_path / "full", tmp_path / "part"
+    genzoo.train("ae", "mnist-mini", out=full, preset="tiny", steps=20, settings=s)
+    real = engine.Trainer.checkpoint
+
+    def stop_at_10(self, *a, **k):
+        real(self, *a, **k)
+        if self.step == 10:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.Trainer, "checkpoint", stop_at_10)
+    with pytest.raises(KeyboardInterrupt):
+        genzoo.train("ae", "mnist-mini", out=part, preset="tiny", steps=20, settings=s)
+    monkeypatch.setattr(engine.Trainer, "checkpoint", real)
+    genzoo.train("ae", out=part, resume=True)
+    assert same(weights(full), weights(part)) and _linear_lrs(full) == _linear_lrs(part)
+    fixed = {**s, "lr_decay_start": 6, "lr_decay_steps": 10}
+    full2, part2 = tmp_path / "full2", tmp_path / "part2"
+    genzoo.train("ae", "mnist-mini", out=full2, preset="tiny", steps=20, settings=fixed)
+    genzoo.train("ae", "mnist-mini", out=part2, preset="tiny", steps=12, settings=fixed)
+    genzoo.train("ae", out=part2, resume=True, steps=20)
+    assert same(weights(full2), weights(part2)) and _linear_lrs(full2) == _linear_lrs(part2)
+
+
+def test_linear_schedule_finished_run_extended_is_refused_and_interrupted_one_replanned(tmp_path, monkeypatch):
+    """A finished run has learning rate 0: resuming it to a larger total is refused and leaves the run as it
+    was. An interrupted one resumed to a larger total keeps the factor it reached until the new plan's start,
+    then falls linearly to 0 at the new end (closed form for a stop at step 15 of a 20-step run, decay from 10,
+    resumed to 40 — new plan: decay from 20 to 40: f = f(15) = 1/2 up to step 20, then 1/2 (1 - (s - 20) / 20))."""
+    from genzoo.train import engine
+    s = {**FAST, "lr_schedule": "linear", "log_every": 1, "checkpoint_every": 5}
+    done = tmp_path / "done"
+    genzoo.train("ae", "mnist-mini", out=done, preset="tiny", steps=20, settings=s)
+    before = {p.name: p.read_bytes() for p in done.iterdir() if p.is_file() and p.name != ".lock"}
+    with pytest.raises(ValueError, match=r"reached learning rate 0 at step 20; resuming it to 40 steps"):
+        genzoo.train("ae", out=done, resume=True, steps=40)
+    assert {p.name: p.read_bytes() for p in done.iterdir() if p.is_file() and p.name != ".lock"} == before
+    out = tmp_path / "r"
+    real = engine.Trainer.checkpoint
+
+    def stop_at_15(self, *a, **k):
+        real(self, *a, **k)
+        if self.step == 15:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.Trainer, "checkpoint", stop_at_15)
+    with pytest.raises(KeyboardInterrupt):
+        genzoo.train("ae", "mnist-mini", out=out, preset="tiny", steps=20, settings=s)
+    monkeypatch.setattr(engine.Trainer, "checkpoint", real)
+    genzoo.train("ae", out=out, resume=True, steps=40)
+    rows = _linear_lrs(out)
+    assert sorted(rows) == list(range(1, 41))
+    f15 = 1 - (15 - 10) / (20 - 10)
+    for st in range(1, 16):
+        assert rows[st] == pytest.approx(_closed_form(st, 10, 20), rel=1e-5, abs=1e-12)
+    for st in range(15, 41):
+        want = 1e-3 * f15 * min(1.0, 1 - (st - 20) / 20)
+        assert rows[st] == pytest.approx(want, rel=1e-5, abs=1e-12), st
+
+
+def test_linear_schedule_keys_are_checked():
+    from genzoo.config import TrainConfig, from_dict
+    with pytest.raises(ValueError, match=r"lr_decay_start=1.5: expected a step .* or a fraction"):
+        from_dict(TrainConfig, {"lr_decay_start": "1.5"})
+    with pytest.raises(ValueError, match=r"lr_decay_steps=0: expected an integer >= 1"):
+        from_dict(TrainConfig, {"lr_decay_steps": "0"})
+    with pytest.raises(ValueError, match=r"lr_schedule='cosine'; use lr_schedule=linear"):
+        from_dict(TrainConfig, {"lr_schedule": "cosine", "lr_decay_start": "3"})
+    assert from_dict(TrainConfig, {"lr_decay_start": "900", "lr_decay_steps": "900"}).lr_schedule == "linear"

@@ -16,11 +16,9 @@ discriminator (Shrivastava et al. 2017). The pools are buffers, so they are save
 training_state.pt, and `--resume` continues exactly; their random 50/50 choices use the global torch RNG, which
 the engine checkpoints.
 
-Learning rate: Adam(lr, betas) constant, then (with `lr_decay_steps` > 0) linear decay to 0 over
-`lr_decay_steps` steps starting after `lr_decay_start` steps (the official schedule: 100 epochs constant, 100
-decaying). It is applied inside the model as a factor on each optimizer update (p <- p_old + f (p_new - p_old)),
-which for Adam without weight decay is exactly Adam with learning rate f * lr; the factor is logged as
-`lr_factor` (the engine's `lr` column shows the base rate).
+Learning rate: Adam(lr, betas); the paper's "constant, then linear decay to 0" (100 epochs constant, 100
+decaying) is the engine's `lr_schedule=linear` (genzoo/train/engine.py, LinearSchedule: by default constant for
+the first half of the run; `lr_decay_start` / `lr_decay_steps` place the decay), applied to both phases.
 """
 from __future__ import annotations
 
@@ -143,8 +141,8 @@ class CycleGANConfig(ModelConfig):
     `lambda_a`/`lambda_b` the cycle weights (A -> B -> A and B -> A -> B; 0 and 0: the ablation without cycle
     consistency), `lambda_identity` the identity weight as a fraction of them (0.5: 0.5 lambda). `gan_loss`:
     least-squares (LSGAN, the paper's) | bce. `pool_size`: fakes kept per discriminator (0: none).
-    Adam(`lr`, `betas`); `lr_decay_start`/`lr_decay_steps`: constant LR, then linear decay to 0 (steps;
-    0: constant throughout). `init_std`: weights ~ N(0, init_std)."""
+    Adam(`lr`, `betas`) (constant LR then linear decay to 0: the training setting `lr_schedule=linear`, with
+    `lr_decay_start` / `lr_decay_steps`). `init_std`: weights ~ N(0, init_std)."""
 
     target_shape: tuple[int, int, int] = (1, 28, 28)
     generator: str = "resnet"
@@ -165,8 +163,6 @@ class CycleGANConfig(ModelConfig):
     pool_size: int = 50
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
-    lr_decay_start: int = 0
-    lr_decay_steps: int = 0
     init_std: float = 0.02
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -185,7 +181,7 @@ class CycleGANConfig(ModelConfig):
         for name in ("base", "d_base", "d_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("n_blocks", "n_down", "unet_depth", "pool_size", "lr_decay_start", "lr_decay_steps"):
+        for name in ("n_blocks", "n_down", "unet_depth", "pool_size"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("gan_weight", "lambda_a", "lambda_b", "lambda_identity", "dropout", "init_std"):
@@ -227,9 +223,7 @@ class CycleGAN(GenerativeModel):
             init_normal(net, c.init_std)
         self.pool_a = ImagePool(c.pool_size, tuple(c.image_shape))  # fakes F(b) for D_A
         self.pool_b = ImagePool(c.pool_size, tuple(c.target_shape))  # fakes G(a) for D_B
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self._fakes: tuple[Tensor, Tensor] | None = None  # (F(b), G(a)) of the last generator phase, detached
-        self._before: list[Tensor] | None = None  # parameters before the update (for the LR decay factor)
 
     def _generator(self, c_in: int, c_out: int) -> nn.Module:
         c = self.config
@@ -257,27 +251,6 @@ class CycleGAN(GenerativeModel):
         return tuple(self.config.target_shape if direction == "b2a" else self.config.image_shape)
 
     # ---- training --------------------------------------------------------------------------------------
-    @property
-    def lr_factor(self) -> float:
-        """1 for `lr_decay_start` steps, then 1 - (t - start) / lr_decay_steps down to 0 (t = steps done)."""
-        c = self.config
-        if not c.lr_decay_steps:
-            return 1.0
-        t = int(self.steps_done) - c.lr_decay_start
-        return 1.0 if t < 0 else max(0.0, 1.0 - t / c.lr_decay_steps)
-
-    def _remember(self, params: list[nn.Parameter]) -> None:
-        """Before an update: keep the parameters when the LR factor is below 1 (see `_scale_update`)."""
-        self._before = [p.detach().clone() for p in params] if self.lr_factor < 1.0 and torch.is_grad_enabled() \
-            else None
-
-    def _scale_update(self, params: list[nn.Parameter]) -> None:
-        """After an update: p <- p_old + f (p - p_old), i.e. the step taken with learning rate f * lr."""
-        if self._before is not None:
-            with torch.no_grad():
-                torch._foreach_lerp_([p.data for p in params], self._before, 1.0 - self.lr_factor)
-            self._before = None
-
     def _per_sample(self, norm: str) -> bool:
         """Instance norm (or none) treats every image alone, so one call on a concatenated batch gives the same
         outputs as separate calls (fewer, larger convolutions); batch norm mixes the batch, so it does not."""
@@ -289,8 +262,6 @@ class CycleGAN(GenerativeModel):
         a, b = batch.x, batch.target
         if b is None:
             raise ValueError("cyclegan needs an unpaired dataset (a batch of domain B in `target`)")
-        if self.training:
-            self._remember(self._gen_params)
         idt = c.lambda_identity > 0 and (c.lambda_a > 0 or c.lambda_b > 0)
         if idt and self._per_sample(c.norm) and len(a) == len(b):
             fake_b, idt_b = self.gen_ab(torch.cat([a, b])).split([len(a), len(b)])  # G(a), G(b)
@@ -311,8 +282,6 @@ class CycleGAN(GenerativeModel):
             id_b, id_a = identity_loss(b, idt_b), identity_loss(a, idt_a)
             total = total + c.lambda_identity * (c.lambda_b * id_b + c.lambda_a * id_a)
             terms.update({"identity_a": id_a.detach(), "identity_b": id_b.detach()})
-        if c.lr_decay_steps:
-            terms["lr_factor"] = torch.tensor(self.lr_factor)
         self._fakes = (fake_a.detach(), fake_b.detach())
         return total, terms
 
@@ -325,7 +294,6 @@ class CycleGAN(GenerativeModel):
                 self._fakes = (self.gen_ba(b), self.gen_ab(a))
         fake_a, fake_b = self._fakes
         if self.training:
-            self._remember(self._disc_params)
             fake_a, fake_b = self.pool_a.query(fake_a), self.pool_b.query(fake_b)
         self._fakes = None
         ra, fa = self._judge(self.disc_a, a, fake_a)
@@ -350,20 +318,12 @@ class CycleGAN(GenerativeModel):
     def _disc_params(self) -> list[nn.Parameter]:
         return [*self.disc_a.parameters(), *self.disc_b.parameters()]
 
-    def _after_generator_step(self) -> None:
-        self._scale_update(self._gen_params)
-
-    def _after_discriminator_step(self) -> None:
-        self._scale_update(self._disc_params)
-        self.steps_done += 1
-
     def phases(self) -> list[Phase]:
         c = self.config
         opt = {"name": "adam", "lr": c.lr, "betas": c.betas}
         return [
-            Phase("generator", self._gen_params, self.g_loss, opt, after_step=self._after_generator_step),
-            Phase("discriminator", self._disc_params, self.d_loss, opt, uses_data=False,
-                  after_step=self._after_discriminator_step),
+            Phase("generator", self._gen_params, self.g_loss, opt),
+            Phase("discriminator", self._disc_params, self.d_loss, opt, uses_data=False),
         ]
 
     @torch.no_grad()

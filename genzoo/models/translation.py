@@ -129,42 +129,12 @@ class _Paired(GenerativeModel):
         c = self.config
         opt = {"name": "adam", "lr": c.lr, "betas": c.betas}
         g_params = list(self.generator.parameters())
-        out = [Phase("generator", g_params, self._decayed(g_params, self.generator_loss), opt,
-                     after_step=lambda: self._after_update(g_params, last=self.discriminator is None))]
+        out = [Phase("generator", g_params, self.generator_loss, opt)]
         if self.discriminator is not None:
             d_params = list(self.discriminator.parameters())
-            out.append(Phase("discriminator", d_params, self._decayed(d_params, self.discriminator_loss),
-                             {**opt, "lr": c.lr_d or c.lr}, uses_data=False,
-                             after_step=lambda: self._after_update(d_params, last=True)))
+            out.append(Phase("discriminator", d_params, self.discriminator_loss, {**opt, "lr": c.lr_d or c.lr},
+                             uses_data=False))
         return out
-
-    # ---- optional linear learning-rate decay (the official pix2pix schedule) ----------------------
-    @property
-    def lr_factor(self) -> float:
-        """1 for `lr_decay_start` steps, then 1 - (t - start) / lr_decay_steps down to 0 (t = steps done)."""
-        c = self.config
-        if not c.lr_decay_steps:
-            return 1.0
-        t = int(self.steps_done) - c.lr_decay_start
-        return 1.0 if t < 0 else max(0.0, 1.0 - t / c.lr_decay_steps)
-
-    def _decayed(self, params: list[nn.Parameter], loss):
-        """Wrap a phase loss: while the LR factor f < 1, keep the parameters before the update, so that
-        `_after_update` can shrink it to p_old + f (p_new - p_old) — Adam's step taken with learning rate f * lr
-        (the step is linear in lr; no weight decay here)."""
-        def fn(batch: Batch):
-            if self.training and torch.is_grad_enabled() and self.lr_factor < 1.0:
-                self.__dict__["_before"] = [p.detach().clone() for p in params]
-            return loss(batch)
-        return fn
-
-    def _after_update(self, params: list[nn.Parameter], last: bool) -> None:
-        before = self.__dict__.pop("_before", None)
-        if before is not None:
-            with torch.no_grad():
-                torch._foreach_lerp_([p.data for p in params], before, 1.0 - self.lr_factor)
-        if last:
-            self.steps_done += 1
 
     # ---- capabilities ----------------------------------------------------------------------------
     def translate(self, x: Tensor, direction: str | None = None, **kw: Any) -> Tensor:
@@ -215,9 +185,9 @@ class Pix2PixConfig(ModelConfig):
     `n_dropout` innermost decoder levels (the noise of pix2pix). `d_base`, `n_layers`: PatchGAN width and
     stride-2 layers (receptive field 9 * 2^n - 2 px: 16, 34, 70 for n = 1, 2, 3). `norm`: batch | instance
     | none. `gan_loss`: bce | least-squares. `gan_weight` = 0: the L1-only baseline (no discriminator).
-    `lr_d`: D's learning rate (0: same as `lr`). `lr_decay_start`, `lr_decay_steps` > 0: constant learning
-    rates for `lr_decay_start` steps, then linear decay to 0 over `lr_decay_steps` (the official schedule:
-    100 epochs constant, 100 decaying)."""
+    `lr_d`: D's learning rate (0: same as `lr`). The optional linear LR decay of the official code (100
+    epochs constant, 100 decaying) is the training setting `lr_schedule=linear` (with `lr_decay_start` /
+    `lr_decay_steps`; genzoo/train/engine.py's LinearSchedule)."""
 
     target_shape: tuple[int, int, int] = (1, 28, 28)
     base: int = 64
@@ -234,8 +204,6 @@ class Pix2PixConfig(ModelConfig):
     lr_d: float = 0.0
     betas: tuple[float, float] = (0.5, 0.999)
     init_std: float = 0.02
-    lr_decay_start: int = 0
-    lr_decay_steps: int = 0
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"base": 8, "d_base": 8, "n_layers": 1, "depth": 2},
@@ -254,7 +222,7 @@ class Pix2PixConfig(ModelConfig):
             raise ValueError(f"depth={self.depth} must be >= 0 (0: from the image size)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
-        for name in ("gan_weight", "l1_weight", "lr_d", "lr_decay_start", "lr_decay_steps"):
+        for name in ("gan_weight", "l1_weight", "lr_d"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if tuple(self.target_shape[1:]) != tuple(self.image_shape[1:]):
@@ -282,7 +250,6 @@ class Pix2Pix(_Paired):
         self.generator = UNet(c_in, c_out, c.resolved_depth, c.base, c.norm, c.dropout, c.n_dropout)
         self.discriminator = PatchGAN(c_in + c_out, c.d_base, c.n_layers, c.norm) if c.gan_weight > 0 else None
         init_normal(self, c.init_std)
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
 
     def _d_input(self, batch: Batch, image: Tensor) -> Tensor:
         return torch.cat([batch.x, image], 1)  # (B, C_in + C_out, H, W): D sees the pair
@@ -300,7 +267,7 @@ class SRGANConfig(ModelConfig):
     `pixel_loss`: mse | l1 with `pixel_weight`; `perceptual` = mnist | fashion-mnist: a content loss on the
     shipped domain classifier's features (weight `perceptual_weight`); `gan_weight` = 0 is SRResNet (no
     discriminator). `init_from`: a trained srgan/srresnet run whose generator weights start this one.
-    `lr_decay_start`/`lr_decay_steps`: optional linear LR decay, as pix2pix's."""
+    Optional linear LR decay: `lr_schedule=linear`, as pix2pix's."""
 
     target_shape: tuple[int, int, int] = (1, 28, 28)
     channels: int = 64
@@ -321,8 +288,6 @@ class SRGANConfig(ModelConfig):
     lr: float = 1e-4
     lr_d: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
-    lr_decay_start: int = 0
-    lr_decay_steps: int = 0
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"channels": 8, "blocks": 1, "head": 3, "d_base": 8, "n_layers": 1},
@@ -342,8 +307,7 @@ class SRGANConfig(ModelConfig):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.head % 2 == 0:
             raise ValueError(f"head={self.head} must be odd (a 'same' convolution)")
-        for name in ("pixel_weight", "perceptual_weight", "gan_weight", "lr_d", "blocks", "lr_decay_start",
-                     "lr_decay_steps"):
+        for name in ("pixel_weight", "perceptual_weight", "gan_weight", "lr_d", "blocks"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.perceptual_weight > 0 and not self.perceptual:
@@ -380,7 +344,6 @@ class SRGAN(_Paired):
         if self.discriminator is not None:
             init_normal(self.discriminator)
         self.register_buffer("initialised", torch.zeros((), dtype=torch.long))
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self.__dict__["_phi_model"] = None
 
     def _phi(self) -> nn.Module:

@@ -29,6 +29,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
+from .._memory import trim_memory
 from ..config import TrainConfig
 from ..data import Dataset
 from ..images import save_grid
@@ -197,6 +198,80 @@ class CosineSchedule:
         self._apply()
 
 
+class LinearSchedule:
+    """lr = base_lr * f(step): constant, then linear decay to 0 — the pix2pix / CycleGAN schedule (Zhu et al.
+    2017: 100 epochs constant, 100 decaying). With the plan (start, end) from TrainConfig and the run's total T:
+    start = lr_decay_start (a step, or a fraction of T when below 1; default T/2, or 0 with lr_decay_steps), end =
+    start + lr_decay_steps (default T), and
+
+        f(s) = 1 for s < start,   f(s) = max(0, 1 - (s - start) / (end - start)) after,
+
+    where s counts the steps done: step s + 1 trains at base_lr * f(s). In general f holds f0 until `s0`, then
+    falls linearly to 0 at `end` (a fresh run: s0 = start, f0 = 1). Resuming with the same plan keeps the saved
+    segment (the uninterrupted run's LRs, exactly); a changed plan (a new total, or new decay keys) continues
+    from the factor reached at the resumed step: f0 until the new start, then linearly to 0 at the new end. A
+    finished run (factor 0) cannot be extended — that would train at learning rate 0 — so it is refused."""
+
+    def __init__(self, opt: torch.optim.Optimizer, total: int, start: int | float | None = None,
+                 decay_steps: int | None = None):
+        self.opt, self.total = opt, max(1, total)
+        self.base = [g["lr"] for g in opt.param_groups]
+        self.plan = self.make_plan(self.total, start, decay_steps)
+        self.s0, self.end = self.plan
+        self.f0, self.step_n = 1.0, 0
+
+    @staticmethod
+    def make_plan(total: int, start: int | float | None, decay_steps: int | None) -> tuple[int, int]:
+        """(start, end) steps of the decay."""
+        if start is None:
+            start = 0 if decay_steps is not None else total // 2
+        elif isinstance(start, float):
+            start = round(start * total)
+        return start, (start + decay_steps if decay_steps is not None else max(total, start))
+
+    def factor(self, s: int) -> float:
+        if s < self.s0:
+            return self.f0
+        if self.end <= self.s0:
+            return 0.0
+        return self.f0 * max(0.0, 1.0 - (s - self.s0) / (self.end - self.s0))
+
+    def _apply(self) -> None:
+        f = self.factor(self.step_n)
+        for g, b in zip(self.opt.param_groups, self.base):
+            g["lr"] = b * f
+
+    def step(self) -> None:
+        self.step_n += 1
+        self._apply()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": "linear", "total": self.total, "plan": list(self.plan), "s0": self.s0, "f0": self.f0,
+                "end": self.end, "step": self.step_n, "base_lrs": list(self.base)}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        if s.get("kind") != "linear":
+            raise ValueError(f"the checkpoint's learning-rate schedule is {s.get('kind', 'a torch scheduler')!r}, "
+                             f"this run's is 'linear': resume with the run's own lr_schedule")
+        self.base = [float(b) for b in s["base_lrs"]]
+        self.step_n = step = int(s["step"])
+        new_plan = self.plan
+        self.s0, self.f0, self.end = int(s["s0"]), float(s["f0"]), int(s["end"])
+        changed = tuple(int(v) for v in s["plan"]) != tuple(new_plan)
+        if (changed or self.total != int(s["total"])) and self.factor(step) <= 1e-12 and self.total > step:
+            raise ValueError(f"this run's linear schedule reached learning rate 0 at step {step}; resuming it "
+                             f"to {self.total} steps would train at learning rate 0. Start a new run with the "
+                             f"total you want (or resume an interrupted run before its end)")
+        if changed:  # a new total or new decay keys on resume: re-plan from the factor reached here
+            f_now = self.factor(step)
+            if new_plan[1] <= step:
+                raise ValueError(f"lr_decay_start/lr_decay_steps put the end of the decay at step {new_plan[1]}, "
+                                 f"but the run resumes at step {step}: the decay must end after it")
+            self.s0, self.f0, self.end = max(step, new_plan[0]), f_now, new_plan[1]
+            self.plan = new_plan
+        self._apply()
+
+
 class Trainer:
     """Runs `model`'s phases over `train_data`; writes the run directory `out` (rank 0 only)."""
 
@@ -275,6 +350,8 @@ class Trainer:
             return CosineSchedule(opt, self.total_steps)
         if self.tc.lr_schedule == "step":
             return torch.optim.lr_scheduler.StepLR(opt, self.tc.lr_step_size, self.tc.lr_gamma)
+        if self.tc.lr_schedule == "linear":
+            return LinearSchedule(opt, self.total_steps, self.tc.lr_decay_start, self.tc.lr_decay_steps)
         return None
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -376,7 +453,12 @@ class Trainer:
         return x
 
     def _all_batches(self, data: Dataset, binarize: torch.Generator | None = None) -> Iterator[Batch]:
-        """Every example of `data` once, in order (domain B cycled alongside for an unpaired dataset)."""
+        """Every example of `data` once, in order (domain B cycled alongside for an unpaired dataset).
+
+        After each batch the heap's free pages go back to the system (`trim_memory`): a caller that keeps one
+        small result per batch (an AE's codes in on_train_end) would otherwise pin the holes the batches' float
+        copies leave, and private memory would grow with the dataset (+700 MB over a 210 MB folder, measured:
+        docs/benchmarks.md, "Image-folder cache"); with it, a pass holds about one batch."""
         n, bs = len(data), self.tc.batch_size
         for i in range(0, n, bs):
             sl = slice(i, min(i + bs, n))
@@ -384,6 +466,7 @@ class Trainer:
             if data.domain_b is not None:
                 idx_b = torch.arange(sl.start, sl.stop) % len(data.domain_b)
             yield self._batch(data, sl, idx_b, binarize=binarize)
+            trim_memory()
 
     # ---- the loop -------------------------------------------------------------------------------
     def fit(self) -> GenerativeModel:
