@@ -1,6 +1,6 @@
-// genzoo explorer: the translate panel (pix2pix, srgan, ...). Loaded after app.js and uses its helpers
-// ($, getJson, live, setImage, uploadType, query). It starts itself once the page is parsed, when the run's
-// panels include "translate".
+// genzoo explorer: the translate panel (pix2pix, srgan, ...). Loaded after pen.js and app.js and uses their
+// helpers (pen; $, getJson, live, setImage, uploadType, query). It starts itself once the page is parsed, when
+// the run's panels include "translate".
 "use strict";
 
 async function initTranslatePanel() {
@@ -9,9 +9,7 @@ async function initTranslatePanel() {
   const t = await getJson("/api/translate/info");
   $("panel-translate").hidden = false;
   const dark = info.background !== "light";
-  const canvas = $("tr-draw"), ctx = canvas.getContext("2d");
-  const clear = () => { ctx.fillStyle = dark ? "#000" : "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height); };
-  clear();
+  const canvas = $("tr-draw");
   if (t.derive) { $("tr-derive-box").hidden = false; $("tr-derive-label").textContent = t.derive_label; }
   const doms = t.domains || {};
   if (t.directions.length > 1) {
@@ -69,26 +67,9 @@ async function initTranslatePanel() {
   const sendCanvas = () => canvas.toBlob((b) => send(b), "image/png");
   const resend = () => (source ? send(source) : sendCanvas());
 
-  const pos = (e) => { const r = canvas.getBoundingClientRect(); return [(e.clientX - r.left) * canvas.width / r.width, (e.clientY - r.top) * canvas.height / r.height]; };
-  let last = null;
-  canvas.addEventListener("pointerdown", (e) => {
-    canvas.setPointerCapture(e.pointerId);
-    last = pos(e); source = null;
-    ctx.fillStyle = dark ? "#fff" : "#000";
-    ctx.beginPath(); ctx.arc(last[0], last[1], $("tr-pen").value / 2, 0, 2 * Math.PI); ctx.fill();
-  });
-  canvas.addEventListener("pointermove", (e) => {
-    if (!last) return;
-    const p = pos(e);
-    ctx.strokeStyle = dark ? "#fff" : "#000"; ctx.lineWidth = $("tr-pen").value; ctx.lineCap = "round";
-    ctx.beginPath(); ctx.moveTo(...last); ctx.lineTo(...p); ctx.stroke();
-    last = p;
-    sendCanvas();
-  });
-  const up = () => { if (last) { last = null; sendCanvas(); } };
-  canvas.addEventListener("pointerup", up);
-  canvas.addEventListener("pointercancel", up);
-  $("tr-clear").onclick = () => { clear(); source = null; };
+  // the pen (pen.js, shared with the Draw panel)
+  const board = pen(canvas, { dark, width: () => $("tr-pen").value, onStart: () => { source = null; }, onStroke: sendCanvas });
+  $("tr-clear").onclick = () => { board.clear(); source = null; };
   $("tr-fit").onchange = resend;
   $("tr-derive").onchange = resend;
   $("tr-direction").onchange = () => { labelDomains(); return onTest ? fromTest() : resend(); };
@@ -100,12 +81,7 @@ async function initTranslatePanel() {
     if (!file) return;
     source = file;
     send(file);
-    try {
-      const bmp = await createImageBitmap(file);
-      clear();
-      const s = Math.min(canvas.width / bmp.width, canvas.height / bmp.height);
-      ctx.drawImage(bmp, (canvas.width - bmp.width * s) / 2, (canvas.height - bmp.height * s) / 2, bmp.width * s, bmp.height * s);
-    } catch (_) { /* the server's message says what is wrong with the file */ }
+    await board.showFile(file);
   };
   if (domain().test_size > 0) fromTest();
 }

@@ -1,0 +1,205 @@
+"""End-to-end: `genzoo explore RUN_A RUN_B` (an AE and a VAE with 2-D latents) driven in headless Chromium.
+
+The issue's target: a hover on one latent map decodes in both runs. Also: a stroke on one canvas reaches both
+models, and the training-curves panel of a run that is still training picks up a row appended after the page
+loaded. The harness (chromium, playwright, skips) is tests/test_explorer_browser.py's.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from test_explorer_browser import (ARTIFACTS, draw_stroke, free_port, launch, ready, stop, unavailable,  # noqa: F401
+                                   updates, wait_updated)
+
+pytestmark = pytest.mark.browser
+
+
+def start_explorer(runs: list[Path], port: int, timeout: float = 90.0) -> tuple[subprocess.Popen, str]:
+    script = Path(sys.executable).with_name("genzoo")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-c", "from genzoo.cli import main; main()"]
+    proc = subprocess.Popen([*cmd, "explore", *map(str, runs), "--port", str(port)],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"genzoo explore exited with {proc.returncode}:\n{proc.stdout.read()}")
+        try:
+            with urllib.request.urlopen(f"{url}/api/info?run=1", timeout=2) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"genzoo explore did not answer on {url} within {timeout:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def playwright_api():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("playwright is not installed: pip install 'genzoo[dev]'")
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright_api):
+    b = launch(playwright_api)
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from genzoo.train import rundir as R
+    from genzoo.train import train
+    root = tmp_path_factory.mktemp("explorer-compare")
+    settings = {"log_every": 10, "sample_every": 30, "progress": False, "latent_dim": 2}
+    a, b = root / "ae", root / "vae"
+    train("ae", "mnist-mini", out=a, preset="tiny", steps=60, settings=settings)
+    train("vae", "mnist-mini", out=b, preset="tiny", steps=60, settings=settings)
+    info = json.loads((b / R.RUN).read_text())  # B looks like a run still training: the page follows it
+    (b / R.RUN).write_text(json.dumps({**info, "status": "running"}))
+    return a, b
+
+
+@pytest.fixture(scope="module")
+def server(runs):
+    proc, url = start_explorer(list(runs), free_port())
+    yield url
+    stop(proc)
+
+
+@pytest.fixture()
+def page(browser, server):
+    pg = browser.new_page(viewport={"width": 1500, "height": 1000})
+    pg.log = {"failed": [], "errors": []}
+    pg.pending = set()  # requests not answered yet
+    pg.on("request", lambda r: pg.pending.add(r))
+    pg.on("requestfinished", lambda r: pg.pending.discard(r))
+    pg.on("requestfailed", lambda r: pg.pending.discard(r))
+    pg.on("requestfailed", lambda r: pg.log["failed"].append(f"{r.url}: {r.failure}"))
+    pg.on("pageerror", lambda e: pg.log["errors"].append(str(e)))
+    pg.on("console", lambda m: pg.log["errors"].append(m.text) if m.type == "error" else None)
+    pg.on("response", lambda r: pg.log["failed"].append(f"{r.url}: HTTP {r.status}") if r.status >= 400 else None)
+    ready(pg, server)
+    yield pg
+    assert not pg.log["errors"], pg.log["errors"]
+    assert not pg.log["failed"], pg.log["failed"]
+    pg.close()
+
+
+def natural_pixels(page, img_id: str) -> np.ndarray:
+    """The picture an <img> holds, at its own size (grey levels of the red channel)."""
+    data = page.evaluate("""(id) => { const im = document.getElementById(id);
+        const c = document.createElement('canvas'); c.width = im.naturalWidth; c.height = im.naturalHeight;
+        const ctx = c.getContext('2d'); ctx.drawImage(im, 0, 0);
+        return [c.width, c.height, Array.from(ctx.getImageData(0, 0, c.width, c.height).data)]; }""", img_id)
+    w, h, px = data
+    return np.array(px, dtype=int).reshape(h, w, 4)[..., 0]
+
+
+def settle(page, ids: list[str], quiet_ms: int = 500, timeout_s: float = 30.0) -> None:
+    """Wait until no request is pending and none of the images `ids` has been replaced for `quiet_ms`."""
+    deadline, last, since = time.monotonic() + timeout_s, None, time.monotonic()
+    while time.monotonic() < deadline:
+        now = [updates(page, i) for i in ids]
+        if now != last or page.pending:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since > quiet_ms / 1000:
+            return
+        page.wait_for_timeout(100)
+
+
+def map_bounds(page, run: int) -> list[float]:
+    """The map's box as the page draws it (a 2-D latent: squared around the points' bounds)."""
+    b = page.evaluate("(i) => fetch(`/api/map?method=latent&run=${i}`, {headers: {'X-Genzoo-Token': "
+                      "document.querySelector('meta[name=genzoo-token]').content}}).then(r => r.json())"
+                      ".then(j => j.bounds)", run)
+    x0, x1, y0, y1 = b
+    cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) / 2
+    return [cx - r, cx + r, cy - r, cy + r]
+
+
+def test_both_runs_sit_side_by_side(page):
+    for name in ("samples", "map", "draw", "interpolate", "curves"):
+        assert page.locator(f"#panel-{name}").is_visible() and page.locator(f"#panel-{name}-r1").is_visible(), name
+    assert page.locator("#panel-map h2").get_attribute("data-run").startswith("A: ae")
+    assert page.locator("#panel-map-r1 h2").get_attribute("data-run").startswith("B: vae")
+    assert "vae" in page.locator("#facts-r1").inner_text() and "ae" in page.locator("#facts").inner_text()
+    a, b = page.locator("#panel-map").bounding_box(), page.locator("#panel-map-r1").bounding_box()
+    assert abs(a["y"] - b["y"]) < 2 and b["x"] > a["x"] + a["width"] - 1  # next to each other
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+
+
+def test_a_linked_hover_decodes_in_both(page, runs):
+    import genzoo
+    models = [genzoo.load(r) for r in runs]
+    canvas = page.locator("#map")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    bounds = [map_bounds(page, i) for i in (0, 1)]
+    shown = []
+    for u, w in ((0.3, 0.35), (0.75, 0.7)):
+        n = [updates(page, "map-img"), updates(page, "map-img-r1")]
+        mx, my = round(box["x"] + u * box["width"]), round(box["y"] + w * box["height"])
+        page.mouse.move(mx, my)
+        wait_updated(page, "map-img", n[0])
+        wait_updated(page, "map-img-r1", n[1])
+        settle(page, ["map-img", "map-img-r1"])  # the pointer moved on its way too: let the last requests end
+        u, w = (mx - box["x"]) / box["width"], (my - box["y"]) / box["height"]  # where it really is
+        pics = [natural_pixels(page, "map-img"), natural_pixels(page, "map-img-r1")]
+        for i, (model, (x0, x1, y0, y1)) in enumerate(zip(models, bounds)):
+            z = torch.tensor([[x0 + u * (x1 - x0), y1 - w * (y1 - y0)]], dtype=torch.float32)
+            with torch.no_grad():
+                ref = (model.to_unit(model.decode(z))[0, 0].clamp(0, 1) * 255).round().numpy()
+            assert np.abs(pics[i] - ref).mean() < 3, (i, np.abs(pics[i] - ref).mean())  # that run's own point
+        assert np.abs(pics[0] - pics[1]).mean() > 2  # the AE and the VAE decode it differently
+        shown.append(pics)
+    assert all(np.abs(shown[0][i] - shown[1][i]).mean() > 2 for i in (0, 1))  # both followed the pointer
+    page.locator("#pair-map").screenshot(path=str(ARTIFACTS / "compare-map.png"))
+
+
+def test_a_stroke_reaches_both_models(page):
+    n = [updates(page, "draw-recon"), updates(page, "draw-recon-r1")]
+    draw_stroke(page, [(0.5, 0.15), (0.52, 0.5), (0.5, 0.85)])
+    wait_updated(page, "draw-recon", n[0])
+    wait_updated(page, "draw-recon-r1", n[1])
+    settle(page, ["draw-input", "draw-input-r1"])
+    seen = [natural_pixels(page, "draw-input"), natural_pixels(page, "draw-input-r1")]
+    assert np.abs(seen[0] - seen[1]).max() <= 1 and seen[0].max() > 200  # the same drawing, as each model sees it
+    ink = page.evaluate("() => { const c = document.getElementById('draw-r1'); const d = c.getContext('2d')"
+                        ".getImageData(0, 0, c.width, c.height).data; let s = 0; for (let i = 0; i < d.length; i += 4)"
+                        " s += d[i] > 128; return s; }")
+    assert ink > 500  # the stroke was copied onto B's canvas
+
+
+def test_the_curves_follow_a_row_appended_after_the_page_loaded(page, runs):
+    from genzoo.train import rundir as R
+    from genzoo.train.metrics_log import MetricsCSV
+    page.wait_for_selector("#panel-curves[data-rows='6']")
+    page.wait_for_selector("#panel-curves-r1[data-rows='6']")
+    assert page.locator("#panel-curves-r1 figure.chart[data-group='losses']").is_visible()
+    assert page.locator("#curves-grid-r1").get_attribute("src")  # the newest progress grid
+    assert "step 60" in page.locator("#curves-step-out-r1").inner_text()
+    w = MetricsCSV(runs[1] / R.METRICS)
+    w.add({"step": 70, "loss": 50.0, "recon": 40.0, "kl": 10.0})
+    w.close()
+    page.wait_for_selector("#panel-curves-r1[data-rows='7']", timeout=15_000)
+    assert "step 60 of 60 · running (followed live)" in page.locator("#curves-status-r1").inner_text()
+    assert page.locator("#panel-curves").get_attribute("data-rows") == "6"  # A is finished: not followed
+    page.locator("#pair-curves").screenshot(path=str(ARTIFACTS / "compare-curves.png"))
