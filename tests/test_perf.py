@@ -152,7 +152,8 @@ SYNCING = ("item", "__bool__", "__int__", "__float__", "__index__", "tolist", "c
 
 
 @pytest.mark.parametrize("name,kw", [("ae", {}), ("vae", {}), ("cvae", {}), ("gan", {}), ("wgan-gp", {"arch": "mlp"}),
-                                     ("dcgan", {}), ("vae", {"__precision": "bf16"})])
+                                     ("dcgan", {}), ("vae", {"__precision": "bf16"}), ("sagan", {}), ("biggan", {}),
+                                     ("progan", {})])
 def test_step_calls_no_synchronising_method(monkeypatch, name, kw):
     """Between log steps, Trainer._train_step (the whole step: batch, every phase's loss, backward,
     optimizer, schedulers, EMA) calls none of the tensor methods that wait for a GPU: on CPU we make them raise

@@ -557,8 +557,11 @@ class GAN(GenerativeModel):
                     nn.utils.parametrizations.spectral_norm(m)
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
         # real images seen (progan's growth schedule reads its stage and alpha from it; saved, so --resume
-        # continues mid-fade exactly)
+        # continues mid-fade exactly). The schedule reads the Python-int mirror `_images_seen`, so a step never
+        # reads a tensor back (a host sync on a GPU, issue 16); the buffer is what the checkpoint holds, and
+        # load_state_dict sets the mirror from it.
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
+        self._images_seen = 0
         self._step_images = 0
         self.init_ema(self.generator)  # engine-level EMA of G (config `ema`; the engine updates it every step)
 
@@ -577,7 +580,7 @@ class GAN(GenerativeModel):
         n = len(self.config.resolutions()) if self.config.resolved_arch == "progan" else 1
         if n == 1:
             return 0, 1.0
-        return progan_schedule(int(self.images_seen), self.config.phase_images, n)
+        return progan_schedule(self._images_seen, self.config.phase_images, n)
 
     def _real_at_stage(self, x: Tensor) -> Tensor:
         """progan: real images at the current stage's resolution (average pooling), and while a stage fades
@@ -777,7 +780,8 @@ class GAN(GenerativeModel):
         """Count generator steps and the real images seen (the progan schedule's clock). The EMA of G is
         updated by the engine after the step (`model.ema.update()`)."""
         self.generator_steps += 1
-        self.images_seen += self._step_images
+        self.images_seen += self._step_images  # in place on the device: no read-back
+        self._images_seen += self._step_images
 
     def on_train_end(self, batches) -> None:
         """With an EMA of a generator that has batch norm (dcgan, resnet): recompute the EMA copy's running
@@ -803,7 +807,8 @@ class GAN(GenerativeModel):
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Also reads runs saved before the EMA moved to the engine: their `ema_weights.<name with _>` buffers
         become `ema.module.<name>`, and the EMA copy's buffers (batch-norm statistics) come from the live G; and
-        runs saved before the `images_seen` counter (it starts at 0)."""
+        runs saved before the `images_seen` counter (it starts at 0). Sets the progan schedule's Python-int
+        mirror of `images_seen` from the loaded buffer."""
         if "images_seen" not in state_dict:  # runs saved before the progan counter existed (none are progan)
             state_dict = {**state_dict, "images_seen": self.images_seen.detach().clone()}
         if any(k.startswith("ema_weights.") for k in state_dict) and "ema" in self._modules:
@@ -815,7 +820,9 @@ class GAN(GenerativeModel):
             for name, _ in self.generator.named_buffers():
                 if "generator." + name in state_dict:
                     state_dict.setdefault("ema.module." + name, state_dict["generator." + name])
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self._images_seen = int(self.images_seen)  # the schedule's Python-int mirror (one read, at load time)
+        return result
 
     def phases(self) -> list[Phase]:
         c = self.config
