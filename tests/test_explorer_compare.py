@@ -253,11 +253,17 @@ def test_a_run_without_a_checkpoint_yet_shows_curves_then_its_model(two_runs, tm
     assert c.get("/api/samples.png", params={"n": 1}).status_code == 200
 
 
-def test_a_point_gan_run_opens_with_curves_and_its_pictures_of_d(tmp_path_factory):
-    model, out = _train(tmp_path_factory, "gan", data="ring8", steps=20, sample_every=10, monitor_every=0)
+@pytest.fixture(scope="module")
+def ring8_runs(tmp_path_factory):
+    """Two GANs on ring8 with the same config: 20 steps, and 40 (a later checkpoint of the same run, as it were)."""
+    return [_train(tmp_path_factory, "gan", data="ring8", steps=k, sample_every=10, monitor_every=0) for k in (20, 40)]
+
+
+def test_a_point_gan_run_opens_with_curves_and_its_pictures_of_d(ring8_runs):
+    model, out = ring8_runs[0]
     c = page_client(create_app(out, allowed_hosts=["testserver"]))
     j = c.get("/api/info").json()
-    assert j["points"] and j["panels"] == [] and j["curves"]
+    assert j["points"] and j["panels"] == ["points"] and j["curves"]
     a = c.get("/api/metrics").json()
     assert a["grids"] == [10, 20] and {"discriminator/d_real", "discriminator/d_fake"} <= set(a["series"])
     r = c.get("/api/progress.png")
@@ -267,3 +273,40 @@ def test_a_point_gan_run_opens_with_curves_and_its_pictures_of_d(tmp_path_factor
     blue = (im[..., 2] > 200) & (im[..., 0] < 80)
     red = (im[..., 0] > 200) & (im[..., 2] < 80)
     assert blue.sum() > 10 and red.sum() > 10
+
+
+def test_a_metrics_file_over_its_limit_is_refused_with_a_message(tmp_path, two_runs, monkeypatch):
+    import genzoo.explorer.curves as C
+    out = tmp_path / "big"
+    shutil.copytree(two_runs[0][1], out)
+    monkeypatch.setattr(C, "MAX_METRICS_BYTES", 100)
+    c = page_client(create_app(out, allowed_hosts=["testserver"]))
+    r = c.get("/api/metrics")
+    assert r.status_code == 400 and "the explorer reads metrics files of at most 100 bytes" in r.json()["detail"]
+
+
+def test_the_points_view_is_d_and_g_of_the_newest_checkpoint(ring8_runs, two_runs, tmp_path):
+    from genzoo import data as gd
+    from genzoo.data.toy import mode_quality
+    (m20, run20), (m40, run40) = ring8_runs
+    out = tmp_path / "ring8"
+    shutil.copytree(run20, out)
+    c = page_client(create_app(out, allowed_hosts=["testserver"]))
+    test = gd.load("ring8", "test")
+    modes = torch.tensor(test.meta["modes"], dtype=torch.float32)
+    lim = float(modes.abs().max()) + 1.0
+    for model, step in ((m20, 20), (m40, 40)):
+        j = c.get("/api/points", params={"n": 300, "seed": 4, "res": 16}).json()
+        with torch.no_grad():
+            field = model.discriminator_field(lim, 16)
+            fake = model.sample(300, generator=torch.Generator().manual_seed(4)).reshape(-1, 2)
+        assert j["lim"] == lim and j["checkpoint_step"] == step and j["probability"]
+        np.testing.assert_allclose(j["field"], field.numpy().ravel(), atol=1e-4)
+        np.testing.assert_allclose(j["fake"], fake.numpy().ravel(), atol=1e-4)
+        np.testing.assert_allclose(j["real"], test.x[:300].reshape(-1).numpy(), atol=1e-4)
+        assert j["modes_covered"] == mode_quality(fake, modes, float(test.meta["std"]))["modes_covered"]
+        shutil.copy(run40 / R.WEIGHTS, out / R.WEIGHTS)  # training writes its next checkpoint
+    r = c.get("/api/points", params={"n": 5000})
+    assert r.status_code == 422 and "allowed: 1..4096" in r.json()["detail"]
+    r = page_client(create_app(two_runs[0][1], allowed_hosts=["testserver"])).get("/api/points")
+    assert r.status_code == 400 and "not a GAN of 2-D points" in r.json()["detail"]

@@ -6,6 +6,7 @@ loaded. The harness (chromium, playwright, skips) is tests/test_explorer_browser
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -18,8 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from test_explorer_browser import (ARTIFACTS, draw_stroke, free_port, launch, ready, stop, unavailable,  # noqa: F401
-                                   updates, wait_updated)
+from test_explorer_browser import (ARTIFACTS, draw_stroke, free_port, image_of, launch, ready, stop,  # noqa: F401
+                                   unavailable, updates, wait_updated)
 
 pytestmark = pytest.mark.browser
 
@@ -203,3 +204,76 @@ def test_the_curves_follow_a_row_appended_after_the_page_loaded(page, runs):
     assert "step 60 of 60 · running (followed live)" in page.locator("#curves-status-r1").inner_text()
     assert page.locator("#panel-curves").get_attribute("data-rows") == "6"  # A is finished: not followed
     page.locator("#pair-curves").screenshot(path=str(ARTIFACTS / "compare-curves.png"))
+
+
+def test_a_ring8_gan_shows_real_and_generated_points_over_d(browser, tmp_path_factory):
+    """A run of 2-D points: no image panels; GAN Lab's view and the curves with D(x) / D(G(z))."""
+    from genzoo.train import train
+    out = tmp_path_factory.mktemp("ring8") / "gan"
+    train("gan", "ring8", out=out, preset="tiny", steps=40,
+          settings={"log_every": 10, "sample_every": 20, "progress": False, "monitor_every": 0})
+    proc, url = start_explorer([out, out], free_port())  # the same run twice: the page still works
+    try:
+        pg = browser.new_page(viewport={"width": 1400, "height": 900})
+        errors = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        ready(pg, url)
+        pg.wait_for_function("() => Number(document.getElementById('points').dataset.updates || 0) > 0")
+        assert "modes covered" in pg.locator("#points-status").inner_text()
+        assert not pg.locator("#panel-map").is_visible() and not pg.locator("#panel-samples").is_visible()
+        pg.wait_for_selector("#panel-curves figure.chart[data-group='D(x) and D(G(z))']")
+        canvas = pg.locator("#points")
+        box = canvas.bounding_box()
+        pg.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        pg.wait_for_function("() => document.getElementById('points-at').textContent.startsWith('D(x) at (')")
+        px = image_of(canvas)
+        blue = (px[..., 2] > 150) & (px[..., 0] < 100)
+        red = (px[..., 0] > 150) & (px[..., 2] < 100)
+        assert blue.sum() > 50 and red.sum() > 50
+        pg.locator("#pair-points").screenshot(path=str(ARTIFACTS / "compare-points.png"))
+        assert not errors, errors
+        pg.close()
+    finally:
+        stop(proc)
+
+
+# ---- docs screenshots ---------------------------------------------------------------------------------------------
+def docs_screenshots(run_a: Path, run_b: Path, out_dir: Path) -> list[Path]:
+    """Open `genzoo explore RUN_A RUN_B`, pin a point on A's map, and write the map and curves pairs into `out_dir`
+    (docs/explorer.md)."""
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    from test_explorer_browser import CHROMIUM_ARGS, find_chromium
+    proc, url = start_explorer([run_a, run_b], free_port())
+    paths = []
+    try:
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_ARGS)
+            pg = b.new_page(viewport={"width": 1400, "height": 900})
+            pg.pending = set()
+            pg.on("request", lambda r: pg.pending.add(r))
+            pg.on("requestfinished", lambda r: pg.pending.discard(r))
+            ready(pg, url)
+            canvas = pg.locator("#map")
+            canvas.scroll_into_view_if_needed()
+            box = canvas.bounding_box()
+            pg.mouse.click(box["x"] + 0.55 * box["width"], box["y"] + 0.45 * box["height"])
+            settle(pg, ["map-img", "map-img-r1"])
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for pair, name in (("#pair-map", "explorer-compare-map.png"), ("#pair-curves", "explorer-compare-curves.png")):
+                paths.append(out_dir / name)
+                im = Image.open(io.BytesIO(pg.locator(pair).screenshot())).convert("RGB")
+                im.quantize(256, method=Image.Quantize.MEDIANCUT).save(paths[-1], optimize=True)
+            b.close()
+    finally:
+        stop(proc)
+    return paths
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        sys.exit("usage: python tests/test_explorer_compare_browser.py RUN_A RUN_B OUT_DIR")
+    for path in docs_screenshots(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])):
+        print(f"wrote {path}")

@@ -28,6 +28,7 @@ from .session import Explorer
 from .uploads import UploadError
 
 STATIC = Path(__file__).parent / "static"
+MAX_POINTS_SHOWN = 4096  # real and generated 2-D points per /api/points answer (points are cheap: 8 bytes each)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 TOKEN_META = '<meta name="genzoo-token" content="">'  # in static/index.html; filled with the server's token
 SECURITY_HEADERS = {
@@ -175,6 +176,13 @@ def create_app(run_dir: RunDir | Sequence[RunDir], data: str | None = None,
         found, data = ex.curves.grid_png(step)
         return Response(data, media_type="image/png", headers={"Cache-Control": "no-store",
                                                                 "X-Genzoo-Step": str(found)})
+
+    @app.get("/api/points")
+    def points(*, ex: Explorer = RUN, n: int = Query(1000, ge=1, le=MAX_POINTS_SHOWN),
+               seed: int = Query(0, ge=0, lt=2**63), res: int = Query(64, ge=8, le=160)) -> dict[str, Any]:
+        """A GAN of 2-D points from its newest checkpoint: D's output on a res x res grid, n real and n generated
+        points, modes covered."""
+        return ex.point_view(n, seed, res)
 
     @app.get("/api/samples.png")
     def samples(*, ex: Explorer = RUN, n: int = n_images, seed: int = Query(0, ge=0, lt=2**63),

@@ -28,6 +28,7 @@ from ..train import rundir as R
 
 GRID_NAME = re.compile(r"step_(\d+)\.png")
 MAX_GRID_BYTES = 32 * 1024 * 1024  # a progress grid larger than this is not served
+MAX_METRICS_BYTES = 64 * 1024 * 1024  # a metrics.csv larger than this is not read (about 1M rows of 10 columns)
 MAX_POINTS = 1000  # points per curve in an answer (the default; `max_points` asks for up to MAX_POINTS_LIMIT)
 MAX_POINTS_LIMIT = 5000
 LIVE_STATUSES = ("started", "running")  # run.json statuses of a run that may still be training
@@ -84,7 +85,10 @@ def parse_rows(text: str, table: Table) -> None:
 
 def read_table(path: str | Path) -> Table:
     """metrics.csv (or any CSV with a header line) -> Table, tolerating what the module's docstring says."""
-    raw = Path(path).read_bytes()
+    path = Path(path)
+    if path.stat().st_size > MAX_METRICS_BYTES:
+        raise ValueError(f"{path} has {path.stat().st_size:,} bytes; at most {MAX_METRICS_BYTES:,} are read")
+    raw = path.read_bytes()
     table = Table()
     _parse_bytes(raw, table, header=True)
     return table
@@ -146,6 +150,9 @@ class Curves:
                 return self._table
             with f:
                 st = os.fstat(f.fileno())
+                if st.st_size > MAX_METRICS_BYTES:
+                    raise ValueError(f"{self.path} has {st.st_size:,} bytes; the explorer reads metrics files of at "
+                                     f"most {MAX_METRICS_BYTES:,} bytes (log less often: --set log_every=N)")
                 if self._place is not None and self._place[0] == st.st_ino and st.st_size >= self._place[1]:
                     f.seek(self._place[1])
                     consumed = self._place[1] + _parse_bytes(f.read(), self._table, header=False)

@@ -1,6 +1,8 @@
 """What the explorer's routes compute: a loaded run (model in inference mode, its test set) and the latent map.
 
-An `Explorer` is built once when the server starts and is read-only afterwards: each request works on its own
+An `Explorer` is built once when the server starts and is read-only afterwards — except that a training run
+without a checkpoint yet gets its model once the first one exists, and a run of 2-D points follows each new
+checkpoint (the model is swapped whole, under a lock, never modified in place). Each request works on its own
 tensors (its own `torch.Generator` for anything random), so concurrent requests cannot disturb each other. The
 latent map of each plane is computed at most once (under a lock), cached in the run directory (atomic write,
 keyed by the weights' hash) and never modified after it is built.
@@ -69,6 +71,8 @@ class Explorer:
         self.points = False  # a run of 2-D points (ring8, grid25): curves and progress pictures only
         self.background = 0.0
         self._model = None
+        self._weights_key = None  # (inode, size, mtime) of the loaded model.safetensors
+        self._weights_at: int | None = None
         self._open_lock = threading.Lock()
         self._cache: dict[str, Any] = {}
         self._locks: dict[str, threading.Lock] = {}  # one per cached key: a slow t-SNE blocks nothing else
@@ -91,17 +95,19 @@ class Explorer:
         self.points = h * w == 1
         self.run_info = _read_optional_json(self.run_dir / R.RUN) or self.run_info
         self.data_name = self.requested_data or self.run_info.get("data")
-        if self.data_name and not self.points:
+        if self.data_name:
             try:
                 self.test = gd.load(self.data_name, "test")
             except (gd.DataError, FileNotFoundError, ValueError, KeyError) as e:
                 self.data_error = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
-        elif not self.points:
+        else:
             self.data_error = f"{self.run_dir / R.RUN} names no dataset; pass --data"
         if self.test is not None and self.test.shape != model.config.image_shape:
             raise ValueError(f"{self.data_name} images are {self.test.shape} but the model takes "
                              f"{model.config.image_shape}")
-        self.background = border_level(self.test.x[:500]) if self.test is not None else 0.0
+        self.background = border_level(self.test.x[:500]) if self.test is not None and not self.points else 0.0
+        self._weights_key = _stat_key(self.run_dir / R.WEIGHTS)
+        self._weights_at = _weights_step(self.run_dir / R.WEIGHTS)  # the step it was written at
         self._model = model
         self.waiting = None
 
@@ -144,8 +150,9 @@ class Explorer:
     def panels(self) -> list[str]:
         """The page's panels this run supports, from the model's capabilities and the test set."""
         m, has_test = self.model, self.test is not None
-        if self.points:  # no images: the curves panel shows the progress pictures (D's output, real and fake)
-            return []
+        if self.points:  # no images: GAN Lab's view of a GAN, and the curves panel's progress pictures
+            return ["points"] if hasattr(m, "discriminator_field") and self.test is not None \
+                and self.test.meta.get("kind") == "points" else []
         out = ["samples"] if m.can("sample") else []
         if self.map_methods():
             out += ["map", "draw", "interpolate"]
@@ -346,6 +353,44 @@ class Explorer:
             restored = self.model.reconstruct(noisy)
         return self.model.to_unit(torch.cat([x, noisy, restored])).cpu()
 
+    # ---- a GAN of 2-D points (ring8, grid25): GAN Lab's view ------------------------------------------------
+    def _newest_point_model(self):
+        """The model of the newest checkpoint: a point run is reloaded whenever model.safetensors changes (a
+        training run writes one every checkpoint_every steps), so the view follows training."""
+        from ..train.rundir import load
+
+        key = _stat_key(self.run_dir / R.WEIGHTS)
+        if key != self._weights_key:
+            with self._open_lock:
+                if key != self._weights_key:
+                    step = _weights_step(self.run_dir / R.WEIGHTS)
+                    model = load(self.run_dir)
+                    model.requires_grad_(False)
+                    self._model, self._weights_key, self._weights_at = model.eval(), key, step
+        return self._model
+
+    def point_view(self, n: int, seed: int, res: int) -> dict[str, Any]:
+        """D's output on a res x res grid over the data's square (row 0 at y = +lim), n test points and n
+        generated ones (seeded), and the toy mode metrics of those, from the newest checkpoint."""
+        if "points" not in self.panels():
+            raise ValueError(f"{self.run_dir}: not a GAN of 2-D points (ring8, grid25): no D to show")
+        from ..data.toy import mode_quality
+
+        model = self._newest_point_model()
+        modes, std = torch.tensor(self.test.meta["modes"], dtype=torch.float32), float(self.test.meta["std"])
+        lim = float(modes.abs().max()) + 1.0  # as `genzoo gans plot`
+        with torch.inference_mode():
+            fake = model.sample(n, generator=torch.Generator().manual_seed(seed)).reshape(-1, 2).float().cpu()
+            field = model.discriminator_field(lim, res).float().cpu()
+        q = mode_quality(fake, modes, std)
+        real = self.test.x[:n].reshape(-1, 2).float()
+        c = model.config
+        return {"lim": lim, "res": res, "field": np.round(field.numpy().ravel(), 4).tolist(),
+                "field_label": "D(x)" if c.loss == "bce" else "critic D(x)", "probability": c.loss == "bce",
+                "real": np.round(real.numpy().ravel(), 4).tolist(), "fake": np.round(fake.numpy().ravel(), 4).tolist(),
+                "modes": modes.tolist(), "modes_covered": q["modes_covered"], "hq_share": round(q["hq_share"], 4),
+                "checkpoint_step": self._weights_at}
+
     # ---- the latent map and class directions ----------------------------------------------------------
     def map_methods(self) -> list[str]:
         m = self.model
@@ -428,6 +473,27 @@ def _read_map(path: Path, method: str, key: str) -> LatentMap | None:
             return LatentMap(proj, f["labels"] if f["labels"].size else None)
     except (OSError, KeyError, ValueError):
         return None  # missing or unreadable: recompute (and overwrite)
+
+
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _weights_step(path: Path) -> int | None:
+    """The training step model.safetensors was written at (its header's metadata), or None."""
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            meta = json.loads(f.read(min(n, 1 << 20)).decode("utf-8")).get("__metadata__") or {}
+        return int(meta["step"]) if "step" in meta else None
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _read_optional_json(path: Path) -> Any:

@@ -144,7 +144,8 @@ function markAbsent(name, present) {
     sec.replaceChildren(sec.querySelector("h2"));
     const p = document.createElement("p");
     p.className = "muted";
-    p.textContent = `${title}: not for this run (${v.info.model_type}${v.info.waiting ? ", no checkpoint yet" : ""}; it can ${v.info.capabilities.join(", ") || "nothing yet"}).`;
+    const why = v.info.waiting ? "it has no checkpoint yet" : `it can ${v.info.capabilities.join(", ") || "do none of this"}`;
+    p.textContent = `${title}: not for this run (${v.info.model_type}: ${why}).`;
     sec.appendChild(p);
   }
 }
@@ -564,6 +565,51 @@ function initDenoise(v) {
   update();
 }
 
+// ---- a GAN of 2-D points: real and generated points over D's output (GAN Lab's view) ------------------------
+function initPoints(v) {
+  const $v = v.$, canvas = $v("points"), ctx = canvas.getContext("2d");
+  let seed = 0, view = null, shownStep;
+  const draw = () => {
+    const r = view, W = canvas.width, H = canvas.height;
+    const lo = r.probability ? 0 : Math.min(...r.field), hi = r.probability ? 1 : Math.max(...r.field);
+    const img = new ImageData(r.res, r.res);
+    r.field.forEach((f, i) => {
+      const g = Math.round(255 * (0.25 + 0.7 * (f - lo) / Math.max(hi - lo, 1e-8)));
+      img.data.set([g, g, g, 255], 4 * i);
+    });
+    const off = document.createElement("canvas");
+    off.width = off.height = r.res;
+    off.getContext("2d").putImageData(img, 0, 0);
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(off, 0, 0, W, H);
+    const px = (x) => ((x + r.lim) / (2 * r.lim)) * W, py = (y) => ((r.lim - y) / (2 * r.lim)) * H;
+    for (const [pts, colour] of [[r.real, "#1f77b4"], [r.fake, "#d62728"]]) {
+      ctx.fillStyle = colour; ctx.globalAlpha = 0.7;
+      for (let i = 0; i < pts.length; i += 2) { ctx.beginPath(); ctx.arc(px(pts[i]), py(pts[i + 1]), 1.8, 0, 2 * Math.PI); ctx.fill(); }
+    }
+    ctx.globalAlpha = 1;
+    $v("points-status").textContent = `${r.modes_covered} of ${r.modes.length} modes covered · ${(100 * r.hq_share).toFixed(1)}% of the generated points high-quality` +
+      (r.checkpoint_step !== null ? ` · checkpoint of step ${fmt(r.checkpoint_step)}` : "");
+    canvas.dataset.updates = String(Number(canvas.dataset.updates || 0) + 1);
+  };
+  const update = live(async () => {
+    view = await getJson(v.url("/api/points", { n: $v("points-n").value, seed, res: 96 }));
+    shownStep = view.checkpoint_step;
+    draw();
+  }, $v("points-error"));
+  canvas.addEventListener("pointermove", (e) => {
+    if (!view) return;
+    const [u, w] = fractionOf(canvas, e);
+    const i = Math.min(view.res - 1, Math.floor(w * view.res)), j = Math.min(view.res - 1, Math.floor(u * view.res));
+    const x = -view.lim + u * 2 * view.lim, y = view.lim - w * 2 * view.lim;
+    $v("points-at").textContent = `${view.field_label} at (${x.toFixed(2)}, ${y.toFixed(2)}) = ${fmt(view.field[i * view.res + j])}`;
+  });
+  $v("points-n").onchange = update;
+  $v("points-reroll").onclick = () => { seed = Math.floor(Math.random() * 2 ** 31); update(); };
+  v.curvesChanged = (r) => { if (r.step !== shownStep) update(); };  // a new checkpoint, perhaps: look again
+  update();
+}
+
 // ---- training curves, followed while the run trains --------------------------------------------------------
 const POLL_MS = 2000;  // while the run is training (status started/running); a poll whose etag is current costs a stat()
 const CURVE_GROUPS = [  // first match wins; columns matching none go to "other"
@@ -639,6 +685,9 @@ function initCurves(v) {
     const names = Object.keys(r.series);
     const log = $v("curves-log").checked;
     const groups = groupCurves(names);
+    for (const [g, c] of charts) {  // a replaced file may lack a group it had
+      if (!groups.some(([h]) => h === g)) { c.canvas.closest("figure").remove(); charts.delete(g); }
+    }
     for (const [g, cols] of groups) {
       if (!charts.has(g)) {
         const fig = document.createElement("figure");
@@ -700,6 +749,7 @@ function initCurves(v) {
         const r = await getJson(v.url("/api/metrics", { known: etag }));
         if (r.changed) {
           etag = r.etag; last = r; render();
+          if (v.curvesChanged) v.curvesChanged(r);
           if (v.info.waiting) {  // the first checkpoint may be there now: then the page shows the model's panels
             const info = await getJson(v.url("/api/info"));
             if (!info.waiting) { location.reload(); return; }
@@ -734,7 +784,7 @@ async function main() {
     if (multi) for (const sec of sectionsOf(v)) sec.querySelector("h2").dataset.run = `${v.letter}: ${info.run} (${info.model_type})`;
   }
   if (multi) {
-    for (const name of ["samples", "map", "draw", "interpolate", "attributes", "denoise"]) markAbsent(name, (v) => v.info.panels.includes(name));
+    for (const name of ["samples", "map", "draw", "interpolate", "attributes", "denoise", "points"]) markAbsent(name, (v) => v.info.panels.includes(name));
     markAbsent("curves", (v) => v.info.curves);
   }
   const work = [];
@@ -750,6 +800,7 @@ async function main() {
     if (has("interpolate")) initInterpolate(v);
     if (has("attributes")) initAttributes(v);
     if (has("denoise")) initDenoise(v);
+    if (has("points")) initPoints(v);
     if (v.info.curves) initCurves(v);
   }
   document.body.dataset.ready = "true";
