@@ -19,8 +19,6 @@ uploads is added to `UPLOAD_PATHS`, a cheap read-only one to `LIGHT_PATHS`.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
 import hmac
 import threading
@@ -31,6 +29,9 @@ import anyio
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
+
+from .._memory import trim_memory  # glibc malloc_trim: without it, the arenas of the worker threads keep the
+# peak of a burst for the life of the server
 
 TOKEN_HEADER = "X-Genzoo-Token"
 LIGHT_PATHS = frozenset({"/api/info"})  # no token, not counted as heavy: cheap and read-only
@@ -92,29 +93,6 @@ class Limits:
                 raise ValueError(f"--limit {name}={value}: expected a{'n integer' if kind is int else ' number'}") \
                     from None
         return dataclasses.replace(base, **changes)
-
-
-# ---- giving memory back ---------------------------------------------------------------------------------------
-def _libc_trim():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        fn = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows): nothing to do
-        return None
-    fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
-    return fn
-
-
-_MALLOC_TRIM = _libc_trim()
-
-
-def trim_memory() -> bool:
-    """Hand memory that malloc keeps after large frees back to the system (glibc's malloc_trim(0)); True if
-    done. Without it, the arenas of the worker threads keep the peak of a burst for the life of the server."""
-    if _MALLOC_TRIM is None:
-        return False
-    _MALLOC_TRIM(0)
-    return True
 
 
 # ---- the gate: a small worker pool with a bounded queue ------------------------------------------------------

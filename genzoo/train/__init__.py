@@ -230,9 +230,14 @@ def check_data_kind(model: GenerativeModel, ds: gdata.Dataset) -> None:
 
 
 def _binarize_static(ds: gdata.Dataset, seed: int) -> gdata.Dataset:
-    """One fixed Bernoulli draw of every pixel (p = intensity / 255), stored back as 0/255."""
+    """One fixed Bernoulli draw of every pixel (p = intensity / 255), stored back as 0/255. Drawn 1,024 images
+    at a time (the same numbers as one draw of the whole shape), so what is held is the binarised uint8 copy,
+    not float copies of the whole set (5x its size: a folder's memory map would otherwise be read whole)."""
     g = torch.Generator().manual_seed(seed)
-    x = (torch.rand(ds.x.shape, generator=g) < ds.x.float() / 255).to(torch.uint8) * 255
+    x = torch.empty(ds.x.shape, dtype=torch.uint8)
+    for i in range(0, len(x), 1024):
+        part = ds.x[i:i + 1024]
+        x[i:i + 1024] = (torch.rand(part.shape, generator=g) < part.float() / 255).to(torch.uint8) * 255
     return replace(ds, x=x)
 
 
