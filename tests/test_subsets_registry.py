@@ -150,3 +150,93 @@ def test_np_reference_for_subset_union():
     got = np.bincount(y.numpy()[idx], minlength=7)
     assert got.sum() == 123 and np.all(np.abs(got - 123 * counts / 500) < 1)
     assert random_subset(genzoo.data.load("digits", "test"), 10_000) is not None
+
+
+# ---- the evaluators that took first-N subsets: OOD scores, paired and two-domain translation ---------------
+LEVELS = np.array([40, 90, 160, 230])  # class k's images are all this intensity: an image's class is readable
+
+
+def _blocks(n_per=25, shape=(1, 8, 8), name="blocks"):
+    """A dataset whose classes come in sorted blocks (as an image folder is read), class k at LEVELS[k]."""
+    y = np.repeat(np.arange(len(LEVELS)), n_per)
+    x = torch.from_numpy(np.broadcast_to(LEVELS[y].astype(np.uint8)[:, None, None, None], (len(y), *shape)).copy())
+    return genzoo.data.Dataset(name, "test", x, torch.from_numpy(y), [f"c{k}" for k in range(len(LEVELS))], {})
+
+
+def _classes_of(x01):
+    """Each image's class from its (constant) intensity in [0, 1], with numpy."""
+    v = np.asarray(x01, dtype=np.float64).reshape(len(x01), -1).mean(1) * 255
+    return np.abs(v[:, None] - LEVELS[None]).argmin(1)
+
+
+def _assert_proportional(classes, n, labels):
+    """Per-class counts (numpy) within 1 of n N_k / N, and every class present."""
+    full = np.bincount(labels, minlength=len(LEVELS))
+    got = np.bincount(classes, minlength=len(LEVELS))
+    assert got.sum() == n and np.all(got > 0) and np.all(np.abs(got - n * full / full.sum()) < 1), got
+
+
+class _Fake(torch.nn.Module):
+    """A translator / reconstructor whose output is black (0 in [0, 1]) and which records its inputs."""
+    input_range, device, model_type, data_kind = (-1.0, 1.0), torch.device("cpu"), "fake", "paired"
+    directions = ("a2b", "b2a")
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    from genzoo.models.base import GenerativeModel as _G
+    prepare, to_unit = _G.prepare, _G.to_unit
+
+    def can(self, what):
+        return what == "reconstruct"
+
+    def _black(self, x):
+        self.seen.append(self.to_unit(x))
+        return torch.full_like(x, -1.0)
+
+    def translate(self, x, direction=None):
+        return self._black(x)
+
+    reconstruct = _black
+
+
+def test_ood_scores_sample_every_class_of_a_class_sorted_set():
+    from genzoo.evaluate.ood import ood_detection, ood_scores
+    ds, m = _blocks(), _Fake()
+    s = ood_scores(m, ds, n=30, seed=0, which=("recon",))["recon"].numpy()  # recon MSE = intensity^2 here
+    classes = np.abs(np.sqrt(s)[:, None] * 255 - LEVELS[None]).argmin(1)
+    _assert_proportional(classes, 30, ds.y.numpy())
+    # the mean score is the whole set's (numpy, all 100 images) to within the rounding of the class counts;
+    # the first 30 (25 of class 0, 5 of class 1) gave 0.033 against 0.33
+    full = ((ds.x.numpy().astype(np.float64) / 255) ** 2).reshape(100, -1).mean(1).mean()
+    r = ood_detection(m, ds, _blocks(), n=30)
+    assert abs(r["mean_recon_in"] - full) < 0.05 and abs(r["mean_recon_ood"] - full) < 0.05
+    assert abs(r["auroc_recon"] - 0.5) < 0.1  # the same distribution on both sides
+
+
+def test_paired_translation_metrics_sample_every_class_of_a_class_sorted_set(monkeypatch):
+    from genzoo.evaluate import translation as T
+    ds = _blocks()
+    paired = genzoo.data.Dataset("blocks", "test", ds.x, ds.y, ds.classes, {}, target=ds.x.clone())
+    monkeypatch.setattr(T.gdata, "load", lambda *a, **k: paired)
+    m = _Fake()
+    r = T.evaluate_translation(m, "blocks", metrics="l1", n=30, seed=0)
+    assert r["n"] == 30
+    _assert_proportional(_classes_of(torch.cat(m.seen)), 30, ds.y.numpy())
+    # l1 of a black output = the targets' mean intensity: the whole set's (0.509), not class 0's (0.19)
+    assert abs(r["metrics"]["l1"] - ds.x.numpy().mean() / 255) < 0.05
+
+
+def test_cycle_metrics_sample_every_class_of_class_sorted_domains():
+    from genzoo.evaluate.cycle import cycle_metrics
+    a, b = _blocks(name="a"), _blocks(name="b")
+    unpaired = genzoo.data.Dataset("ab", "test", a.x, a.y, a.classes, {}, domain_b=b)
+    m = _Fake()
+    r = cycle_metrics(m, unpaired, n=30, kid=False, seed=0)
+    first = _classes_of(m.seen[0])  # a2b: domain A's sources (then their translations come back, then B's)
+    _assert_proportional(first, 30, a.y.numpy())
+    _assert_proportional(_classes_of(m.seen[2]), 30, b.y.numpy())
+    # |T'(T(x)) - x| with T' T black = the sources' mean intensity: the whole domain's, not class 0's
+    for d in ("a2b", "b2a"):
+        assert abs(r["metrics"][f"cycle_l1_{d}"] - a.x.numpy().mean() / 255) < 0.05

@@ -12,9 +12,11 @@ test splits of an unpaired dataset:
     fid_identity_d, ...    the same for the untranslated sources: the baseline a translation must beat
     fid_ratio_d            fid_d / fid_identity_d
 
-The sources are the first `n` test images of the source domain; the reference set the first `n` test images of
-the target domain (both use all when they hold fewer). FID is biased by the sample size: compare it only at
-equal n (the identity baseline is measured at the same n as the translations).
+The sources are `n` test images of the source domain, the reference set `n` test images of the target domain:
+seeded random samples, stratified by class where a domain has labels (`subsets.subset_indices`; domain A drawn
+with `seed`, domain B with `seed + 1`, the same images in both directions), never the first n, since image
+folders come sorted by class; both use all images when they hold fewer. FID is biased by the sample size:
+compare it only at equal n (the identity baseline is measured at the same n as the translations).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from torch import Tensor
 
 from .. import data as gdata
 from . import metrics as M
+from .subsets import random_subset
 
 CYCLE_KEYS = ("label_preservation", "source_accuracy", "cycle_l1", "fid", "fid_identity", "fid_ratio", "kid",
               "kid_identity")
@@ -66,12 +69,13 @@ def cycle_metrics(model, data: str | gdata.Dataset, n: int = 10_000, batch_size:
     model.eval()
     test = gdata.load(data, "test", root=root) if isinstance(data, str) else data
     dom = domains(test)
+    dom = {"a": random_subset(dom["a"], n, seed), "b": random_subset(dom["b"], n, seed + 1)}
     res: dict[str, Any] = {}
     info: dict[str, Any] = {"metrics": res, "extractors": {}, "n": {}, "skipped": {}}
     for d in model.directions:
         src, tgt = (dom["a"], dom["b"]) if d == "a2b" else (dom["b"], dom["a"])
         back = "b2a" if d == "a2b" else "a2b"
-        xs = src.x[:n]
+        xs = src.x
         fake = translate_all(model, xs, d, batch_size)  # (N, C', H, W) in [0, 1]
         if back in model.directions:
             cyc = _cycle(model, fake, back, batch_size)
@@ -83,10 +87,10 @@ def cycle_metrics(model, data: str | gdata.Dataset, n: int = 10_000, batch_size:
         info["extractors"][d] = M.extractor_name(clf)
         src01 = xs.float() / 255
         if src.y is not None and tgt.classes and src.classes == tgt.classes:
-            y = src.y[:n]
+            y = src.y
             res[f"label_preservation_{d}"] = _accuracy(clf, fake, y, batch_size)
             res[f"source_accuracy_{d}"] = _accuracy(clf, src01, y, batch_size) if src.shape == tgt.shape else None
-        ref = tgt.x[:n].float() / 255
+        ref = tgt.x.float() / 255
         info["n"][d] = [len(xs), len(ref)]
         fr, ff = M.extract(clf, ref, batch_size), M.extract(clf, fake, batch_size)
         res[f"fid_{d}"] = M.fid(fr, ff)

@@ -53,11 +53,14 @@ def auroc(scores_in: Any, scores_out: Any) -> float:
 @torch.no_grad()
 def ood_scores(model: Any, ds: Dataset, *, k: int = 100, n: int | None = None, batch_size: int = 100,
                seed: int = 0, which: tuple[str, ...] | None = None) -> dict[str, Tensor]:
-    """Per-image scores (N,) of the first `n` images: "recon" (per-pixel MSE of the reconstruction, any model
-    that reconstructs) and "nll" (-log p_k(x), IWAE with `k` samples, models with a likelihood)."""
+    """Per-image scores (N,) of `n` images of `ds` (all when `n` is None; else a seeded random sample,
+    stratified by class where `ds` has labels: `subsets.random_subset(ds, n, seed)`, never the first n, which
+    in a folder sorted by class is one class): "recon" (per-pixel MSE of the reconstruction, any model that
+    reconstructs) and "nll" (-log p_k(x), IWAE with `k` samples, models with a likelihood)."""
     from ..applications import reconstruction_errors
     from .likelihood import iwae_log_px, require_likelihood
-    sub = ds if n is None else ds.subset(slice(0, n))
+    from .subsets import random_subset
+    sub = ds if n is None else random_subset(ds, n, seed)
     has_lik = callable(getattr(model, "log_likelihood", None)) and model.can("encode")
     which = which or tuple(s for s in SCORES if s != "nll" or has_lik)
     out: dict[str, Tensor] = {}

@@ -28,6 +28,7 @@ from torch import Tensor
 from .. import data as gdata
 from . import image_metrics as im
 from . import metrics as M
+from .subsets import random_subset
 
 GROUPS = ("l1", "mse", "psnr", "ssim", "labels", "fid", "kid", "bicubic")
 DISTANCE = ("l1", "mse", "psnr", "ssim")
@@ -105,7 +106,8 @@ def evaluate_translation(model, data: str, *, metrics: str | list[str] | None = 
                          classifier=None, kid_subsets: int = 100, kid_subset_size: int = 1000,
                          out: str | Path | None = None, strict: bool = False,
                          data_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Evaluate a translation model on the first `n` examples of the test split of paired dataset `data`
+    """Evaluate a translation model on `n` examples of the test split of paired dataset `data` (a seeded random
+    sample, stratified by class where it has labels: `subsets.random_subset(test, n, seed)`, never the first n)
     (loaded with the dataset loader's `data_options`, e.g. a run's scale= and crop= for sr:PATH).
     Returns the same record as `genzoo.evaluate.evaluate` (model_type, run, data, n, seed, extractor, metrics,
     skipped, note, seconds), so `format_result` and `compare_table` show it."""
@@ -123,7 +125,7 @@ def evaluate_translation(model, data: str, *, metrics: str | list[str] | None = 
     if test.kind != "paired":
         raise ValueError(f"{data} is not a paired dataset ({test.kind}); a {model.model_type} run is evaluated on "
                          f"paired data such as {', '.join(gdata.names_of_kind('paired')[:4])}")
-    test = test.subset(slice(0, min(n, len(test))))
+    test = random_subset(test, n, seed)
     target01 = test.target.float() / 255
     tshape = tuple(target01.shape[1:])
     if classifier is None and tshape == (1, 28, 28):
