@@ -140,7 +140,8 @@ def features_cmd(
     data: Optional[str] = typer.Option(None, "--data", help="dataset (default: the run's)"),
     probe: bool = typer.Option(True, "--probe/--no-probe", help="linear probe: logistic regression trained on "
                                "the train split's codes, accuracy on --split"),
-    probe_train: Optional[int] = typer.Option(None, "--probe-train", help="use only the first N training images"),
+    probe_train: Optional[int] = typer.Option(None, "--probe-train",
+                                              help="use N training images (a seeded sample, stratified by class)"),
     units: Optional[Path] = typer.Option(None, "--units", help="also write what each code unit draws (PNG)"),
 ) -> None:
     """Export latent codes with labels; report the linear-probe accuracy and the mean code activation.
