@@ -84,6 +84,20 @@ def test_custom_extractor_and_strict(ae_run):
     ext = nn.Sequential(nn.Flatten(), nn.Linear(784, 16))  # a user's own feature module, no probs()
     r = evaluate(model, metrics="fid,is", data="mnist-mini", n=100, extractor=ext)
     assert r["extractor"] == "Sequential" and "fid" in r["metrics"]
+    # the FID is the user's features' Frechet distance (numpy: eigh route), on evaluate's seeded sample
+    import numpy as np
+    from genzoo.evaluate.subsets import random_subset
+    from genzoo.evaluate.suite import draw_samples
+    test = random_subset(gd.load("mnist-mini", "test"), 100, seed=0)
+    with torch.no_grad():
+        fr = ext(test.x.float() / 255).double().numpy()
+        ff = ext(draw_samples(model, 100, seed=0)).double().numpy()
+    mu1, mu2, s1, s2 = fr.mean(0), ff.mean(0), np.cov(fr, rowvar=False), np.cov(ff, rowvar=False)
+    w, v = np.linalg.eigh(s1)
+    a_half = (v * np.sqrt(w.clip(0))) @ v.T
+    tr_sqrt = np.sqrt(np.linalg.eigvalsh(a_half @ s2 @ a_half).clip(0)).sum()
+    fid_ref = ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt
+    assert r["metrics"]["fid"] == pytest.approx(fid_ref, rel=1e-3)
     assert "no class probabilities" in r["skipped"]["is"]
     with pytest.raises(ValueError, match="pass data="):
         evaluate(model, metrics="fid")
