@@ -108,7 +108,8 @@ def create_app(run_dir: RunDir | Sequence[RunDir], data: str | None = None,
     n_images = Query(16, ge=1, le=limits.max_images, description="number of images")
     scale_q = Query(1, ge=1, le=limits.max_scale, description="nearest-neighbour upscaling of the PNG")
 
-    def pick(run: int = Query(0, ge=0, description="which run: its index in GET /api/runs")) -> Explorer:
+    async def pick(run: int = Query(0, ge=0, description="which run: its index in GET /api/runs")) -> Explorer:
+        # async: it runs on the event loop; a plain def would cost every request one more hop to a worker thread
         if run >= len(explorers):
             names = ", ".join(f"{i} = {e.run_dir}" for i, e in enumerate(explorers))
             raise RunIndexError(f"run {run} does not exist: this explorer shows {len(explorers)} "

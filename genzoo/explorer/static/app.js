@@ -634,9 +634,16 @@ function groupCurves(names) {
   return [...groups.entries()].sort((a, b) => order.indexOf(a[0]) - order.indexOf(b[0]));
 }
 
+// A short axis label: 3 significant digits, exponent notation for very large or small numbers.
+function axisNumber(v) {
+  const a = Math.abs(v);
+  if (a !== 0 && (a >= 1e5 || a < 1e-3)) return v.toExponential(2);
+  return String(Number(v.toPrecision(3)));
+}
+
 // One chart: the series of `names` against xs, on a linear or (positive values only) log axis.
 function drawChart(canvas, xs, data, names, log) {
-  const ctx = canvas.getContext("2d"), W = canvas.width, H = canvas.height, L = 52, R = 8, T = 8, B = 22;
+  const ctx = canvas.getContext("2d"), W = canvas.width, H = canvas.height, L = 58, R = 8, T = 8, B = 22;
   ctx.clearRect(0, 0, W, H);
   const tf = (y) => (log ? (y > 0 ? Math.log10(y) : null) : y);
   let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
@@ -653,11 +660,11 @@ function drawChart(canvas, xs, data, names, log) {
   if (x1 === x0) { x0 -= 1; x1 += 1; }
   if (y1 === y0) { const d = Math.abs(y0) * 0.05 || 1; y0 -= d; y1 += d; }
   const px = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R), py = (y) => T + ((y1 - y) / (y1 - y0)) * (H - T - B);
-  const label = (y) => fmt(log ? 10 ** y : y);
+  const label = (y) => axisNumber(log ? 10 ** y : y);
   ctx.textAlign = "right";
   ctx.fillText(label(y1), L - 4, T + 9); ctx.fillText(label(y0), L - 4, H - B);
-  ctx.textAlign = "left"; ctx.fillText(fmt(x0), L, H - 6);
-  ctx.textAlign = "right"; ctx.fillText(fmt(x1), W - R, H - 6);
+  ctx.textAlign = "left"; ctx.fillText(axisNumber(x0), L, H - 6);
+  ctx.textAlign = "right"; ctx.fillText(axisNumber(x1), W - R, H - 6);
   names.forEach((name, k) => {
     ctx.strokeStyle = PALETTE[k % PALETTE.length]; ctx.lineWidth = 1.5;
     ctx.beginPath();
@@ -801,8 +808,9 @@ async function main() {
     if (has("attributes")) initAttributes(v);
     if (has("denoise")) initDenoise(v);
     if (has("points")) initPoints(v);
-    if (v.info.curves) initCurves(v);
   }
+  // the curves last, and their first answer drawn before the page says it is ready (no layout shift after)
+  await Promise.all(views.filter((v) => v.info.curves).map(initCurves));
   document.body.dataset.ready = "true";
 }
 
