@@ -12,7 +12,7 @@ from ._app import app, handle_errors
 @app.command("explore")
 @handle_errors
 def explore_cmd(
-    runs: List[Path] = typer.Argument(..., metavar="RUN [RUN_B]",
+    runs: List[Path] = typer.Argument(..., metavar="RUN",
                                       help="run directory; two of them show both models side by side"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (default: this computer only)"),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port"),
