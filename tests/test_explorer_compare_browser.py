@@ -175,6 +175,35 @@ def test_a_linked_hover_decodes_in_both(page, runs):
     page.locator("#pair-map").screenshot(path=str(ARTIFACTS / "compare-map.png"))
 
 
+def test_the_maps_can_be_linked_by_coordinates(page):
+    page.locator("#link-map").select_option("coords")
+    canvas = page.locator("#map")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    n = updates(page, "map-img-r1")
+    page.mouse.click(box["x"] + 0.4 * box["width"], box["y"] + 0.5 * box["height"])
+    wait_updated(page, "map-img-r1", n)
+    settle(page, ["map-img", "map-img-r1"])
+    shown = page.locator("#map-xy").inner_text()
+    assert shown.startswith("(") and page.locator("#map-xy-r1").inner_text() == shown  # the same (x, y) in both
+
+
+def test_the_interpolation_pair_goes_to_both(page):
+    for img in ("interp-strip", "interp-strip-r1"):
+        wait_updated(page, img, 0)
+    n = [updates(page, "interp-strip"), updates(page, "interp-strip-r1")]
+    end_b = page.locator("#interp-b .index")
+    end_b.fill("7")
+    end_b.dispatch_event("change")
+    wait_updated(page, "interp-strip", n[0])
+    wait_updated(page, "interp-strip-r1", n[1])
+    assert page.locator("#interp-b-r1 .index").input_value() == "7"
+    n = updates(page, "interp-frame-r1")
+    page.locator("#interp-t").fill("100")
+    wait_updated(page, "interp-frame-r1", n)
+    assert page.locator("#interp-t-out-r1").inner_text() == "1.00"
+
+
 def test_a_stroke_reaches_both_models(page):
     n = [updates(page, "draw-recon"), updates(page, "draw-recon-r1")]
     draw_stroke(page, [(0.5, 0.15), (0.52, 0.5), (0.5, 0.85)])

@@ -225,9 +225,13 @@ function header(v) {
   if (info.conditional && info.classes) {
     fillClasses(v.$("cond-class"), info.classes, false);
     v.$("conditioning").hidden = info.panels.every((p) => p === "samples");
-    v.$("cond-class").addEventListener("change", (e) => { if (e.isTrusted) emit("cond", v, e.target.value); });
+    let applying = false;  // a class passed on from the other run: not passed back
+    v.$("cond-class").addEventListener("change", (e) => { if (!applying) emit("cond", v, e.target.value); });
     v.on.cond = (value) => {
-      if ([...v.$("cond-class").options].some((o) => o.value === value)) { v.$("cond-class").value = value; v.$("cond-class").dispatchEvent(new Event("change")); }
+      if (![...v.$("cond-class").options].some((o) => o.value === value)) return;
+      v.$("cond-class").value = value;
+      applying = true;
+      try { v.$("cond-class").dispatchEvent(new Event("change")); } finally { applying = false; }
     };
   }
 }
@@ -454,7 +458,7 @@ function picker(v, el, onChange, key) {
   const sync = () => { index.hidden = src && src.value !== "test"; el.querySelector(".rand").hidden = index.hidden; };
   const share = () => emit(key, v, { src: src ? src.value : "test", index: index.value });
   if (src) src.onchange = () => { sync(); onChange(); share(); };
-  index.onchange = (e) => { onChange(); if (!e || e.isTrusted !== false) share(); };
+  index.onchange = (e) => { onChange(); if (!(e && e.quiet)) share(); };  // {quiet: true}: not passed on
   el.querySelector(".rand").onclick = () => { index.value = String(Math.floor(Math.random() * v.info.test_size)); onChange(); share(); };
   v.on[key] = (c) => {
     if (src) src.value = c.src;
@@ -540,8 +544,8 @@ function initAttributes(v) {
   $v("attr-reset").onclick = () => { reset(); emit("attr-reset", v); };
   v.on["attr-reset"] = reset;
   const index = $v("attr-src").querySelector(".index");
-  $v("cond-class").addEventListener("change", () => index.onchange({ isTrusted: false }));
-  index.onchange({ isTrusted: false });
+  $v("cond-class").addEventListener("change", () => index.onchange({ quiet: true }));
+  index.onchange({ quiet: true });
 }
 
 // ---- denoise ---------------------------------------------------------------------------------------------
