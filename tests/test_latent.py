@@ -346,3 +346,52 @@ def test_cli_latent_commands(tmp_path, tiny_train):
     assert r.exit_code == 2 and "out of range" in r.output
     r = cli.invoke(app, ["latent", "grid", str(run), "--plane", "diagonal", "--out", str(tmp_path / "x.png")])
     assert r.exit_code == 2 and "--plane" in r.output
+
+
+def test_cli_latent_map_and_pca_plane_sample_every_class(tmp_path, tiny_train, monkeypatch):
+    """On a class-sorted split the first n images are one class: `latent map` showed one colour and the
+    `latent grid` PCA plane was one class's. Both now encode a seeded sample, stratified by class."""
+    from typer.testing import CliRunner
+
+    from genzoo.cli import commands  # noqa: F401
+    from genzoo.cli import latent as cli_latent
+    from genzoo.cli._app import app
+
+    _, run = tiny_train("vae", steps=5)
+    test = gd.load("mnist-mini", "test")
+    # class k: 300 + 40 k images (the class's test images repeated, cut), in class blocks: 4,800 in all
+    idx = torch.cat([torch.nonzero(test.y == k).flatten().repeat(4)[:300 + 40 * k] for k in range(10)])
+    sorted_ds = test.subset(idx)
+    assert sorted_ds.y[:2000].max() < 7  # a first-2000 slice would miss classes 7, 8, 9
+    monkeypatch.setattr(cli_latent, "_dataset", lambda run, data, split: sorted_ds)
+    pop = np.bincount(sorted_ds.y.numpy(), minlength=10)
+
+    def proportional(labels, n):
+        got = np.bincount(np.asarray(labels, dtype=int), minlength=10)
+        assert got.sum() == n and (got > 0).all(), got
+        assert np.abs(got - n * pop / pop.sum()).max() < 1, (got, n * pop / pop.sum())
+
+    cli = CliRunner()
+    picked = {}
+    for seed in (0, 1):
+        csv = tmp_path / f"m{seed}.csv"
+        r = cli.invoke(app, ["latent", "map", str(run), "--method", "pca", "-n", "300", "--seed", str(seed),
+                             "--out", str(tmp_path / "m.png"), "--points", str(csv)])
+        assert r.exit_code == 0, r.output
+        rows = np.loadtxt(csv, delimiter=",", skiprows=1)
+        proportional(rows[:, 2], 300)
+        picked[seed] = rows[:, :2]
+    assert not np.allclose(picked[0], picked[1])  # --seed draws another sample
+    seen = []
+    real_encode = lt.encode_dataset
+
+    def encode_dataset(*args, **kw):
+        codes, y = real_encode(*args, **kw)
+        seen.append(y)
+        return codes, y
+
+    monkeypatch.setattr(lt, "encode_dataset", encode_dataset)
+    r = cli.invoke(app, ["latent", "grid", str(run), "-n", "3", "--plane", "pca", "--out", str(tmp_path / "g.npy")])
+    assert r.exit_code == 0, r.output
+    assert len(seen) == 1
+    proportional(seen[0], 2000)  # the plane's 2,000 test codes

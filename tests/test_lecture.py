@@ -184,3 +184,57 @@ def test_only_keeps_the_other_claims_of_an_earlier_report(tmp_path):
     again = json.loads((tmp_path / "results.json").read_text())["claims"]
     assert again[0]["numbers"] == first[0]["numbers"]
     assert "`linear-pca`" in (tmp_path / "report.md").read_text()
+
+
+# ---- subsets: seeded, stratified samples, never the first n (issue 17) ----------------------------------
+def _class_sorted(split: str = "train"):
+    """mnist-mini sorted by class, with unequal class sizes (class k keeps 500 + 50 k images)."""
+    from genzoo import data as gd
+    ds = gd.load("mnist-mini", split)
+    idx = torch.cat([torch.nonzero(ds.y == k).flatten()[:500 + 50 * k] for k in range(10)])
+    return ds.subset(idx)
+
+
+def _assert_proportional(got_labels, population_labels, n):
+    """Every class in the sample, each within one image of its share n * N_k / N of the population."""
+    got = np.bincount(np.asarray(got_labels), minlength=10)
+    pop = np.bincount(np.asarray(population_labels), minlength=10)
+    assert got.sum() == n
+    assert (got > 0).all(), got
+    assert np.abs(got - n * pop / pop.sum()).max() < 1, (got, n * pop / pop.sum())
+
+
+def test_lecture_data_subsets_are_stratified_samples_of_a_class_sorted_split():
+    from genzoo.lecture.core import Context
+    sorted_ds = _class_sorted()
+    assert sorted_ds.y[:500].eq(0).all()  # the first 500 are one class: a first-n subset held only 0s
+    ctx = Context(scale="tiny", out=Path("unused"), runs=None)
+    ctx._data[("sorted", "train")] = sorted_ds
+    sub = ctx.dataset("sorted", "train", 512)
+    _assert_proportional(sub.y, sorted_ds.y, 512)
+    assert torch.equal(ctx.dataset("sorted", "train", 512).x, sub.x)  # seeded: the same sample every call
+    assert ctx.dataset("sorted", "train", 10_000) is sorted_ds and ctx.dataset("sorted", "train") is sorted_ds
+    assert sub.meta["sample"] == "stratified seed 0"  # part of the run cache's key: not a first-n run's
+
+
+def test_overcomplete_probe_trains_on_a_stratified_sample(monkeypatch, tmp_path):
+    """The linear probe of claim 3 trained on the first n_probe training images (one class on a sorted split)."""
+    from genzoo import applications
+    from genzoo.lecture.core import Context
+    torch.set_num_threads(1)
+    seen = []
+    real_probe = applications.linear_probe
+
+    def probe(train_codes, train_y, *args, **kw):
+        seen.append(np.asarray(train_y))
+        return real_probe(train_codes, train_y, *args, **kw)
+
+    monkeypatch.setattr(applications, "linear_probe", probe)
+    ctx = Context(scale="tiny", out=tmp_path, runs=None, log=lambda s: None)
+    ctx._data[("mnist-mini", "train")] = _class_sorted()
+    r = lecture.get("overcomplete").fn(ctx)
+    train = ctx.dataset("mnist-mini", "train", 512)  # the claim's training set (tiny scale)
+    assert len(seen) == 2 and all(len(y) == 300 for y in seen)  # tiny: code sizes 4 and 32, 300 probe images
+    for y in seen:
+        _assert_proportional(y, train.y, 300)
+    assert all(0 <= r.numbers[f"probe accuracy k={k}"] <= 1 for k in (4, 32))

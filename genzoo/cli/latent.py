@@ -102,7 +102,8 @@ def _plane(spec: str, model: Any, run: Path, data: Optional[str], n_codes: int):
         return axis_plane(L, (i, j))
     if spec not in ("auto", "pca"):
         raise ValueError(f"--plane {spec!r}: expected auto, pca or dims:I,J")
-    codes, _ = lt.encode_dataset(model, _dataset(run, data, "test"), n_codes)
+    # a seeded sample, stratified by class: the first n of a class-sorted folder would be one class's plane
+    codes, _ = lt.encode_dataset(model, _dataset(run, data, "test"), n_codes, seed=0)
     return lt.pca_plane(codes)
 
 
@@ -115,7 +116,8 @@ def grid_cmd(
     span: float = typer.Option(2.0, "--span", help="uniform spacing: the grid covers [-span, span]^2"),
     spacing: str = typer.Option("uniform", "--spacing", help="uniform, or quantile (normal quantiles 5%..95%)"),
     plane: str = typer.Option("auto", "--plane", help="auto (the latent if 2-D, else pca), pca (mean and top two "
-                                                       "principal directions of the test codes, in std units), "
+                                                       "principal directions of 2,000 test codes, a seeded "
+                                                       "sample stratified by class, in std units), "
                                                        "or dims:I,J (two latent axes through 0)"),
     label: Optional[int] = typer.Option(None, "--label", help="class to draw (conditional models)"),
     data: Optional[str] = typer.Option(None, "--data", help="dataset for the pca plane (default: the run's)"),
@@ -139,11 +141,11 @@ def map_cmd(
     run: Path = typer.Argument(..., help="run directory of a model that can encode"),
     out: Path = typer.Option(..., "--out", "-o", help="FILE.png (scatter coloured by class)"),
     method: str = typer.Option("auto", "--method", help="auto, latent (2-D latents), pca, tsne or umap"),
-    n: int = typer.Option(2000, "-n", help="number of images to encode (the first n of the split)"),
+    n: int = typer.Option(2000, "-n", help="number of images to encode (a sample seeded by --seed, stratified by class)"),
     data: Optional[str] = typer.Option(None, "--data"),
     split: str = typer.Option("test", "--split"),
     points: Optional[Path] = typer.Option(None, "--points", help="also write x,y,label per image as CSV"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="seed of the sample of images and of t-SNE / UMAP"),
 ) -> None:
     """Encode images and scatter their codes coloured by class (2-D directly, else PCA / t-SNE / UMAP).
 
@@ -154,7 +156,7 @@ def map_cmd(
 
     model = load_run(run)
     ds = _dataset(run, data, split)
-    codes, y = lt.encode_dataset(model, ds, n, use_labels=model.conditional)
+    codes, y = lt.encode_dataset(model, ds, n, use_labels=model.conditional, seed=seed)  # every class, in proportion
     proj = lt.project(codes, method, seed=seed)
     title = f"{model.model_type}: {proj.method} of {len(codes)} {ds.name} {split} codes (latent_dim {codes.shape[1]})"
     wrote(lt.save_latent_map(out, proj.xy, y, ds.classes, title))

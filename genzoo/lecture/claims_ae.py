@@ -10,6 +10,7 @@ import torch
 from .. import applications as A
 from .. import latent as lt
 from ..evaluate.likelihood import elbo_terms
+from ..evaluate.subsets import random_subset
 from ..evaluate.suite import knn_accuracy
 from . import figures as F
 from .core import Context, Result, claim, describe_checks, recognised, verdict_of
@@ -130,7 +131,7 @@ def kl_term(ctx: Context) -> Result:
         m = ctx.train(f"vae2-{terms}", "vae", train, settings={**mlp(ctx), "latent_dim": 2, "loss_terms": terms},
                       epochs=_epochs(ctx))
         codes, y = lt.encode_dataset(m, test)
-        tr_codes, tr_y = lt.encode_dataset(m, train, ctx.pick(300, 5000, 10000))
+        tr_codes, tr_y = lt.encode_dataset(m, train, ctx.pick(300, 5000, 10000), seed=ctx.seed)
         rows[terms] = {"loss terms": terms, "recon MSE": float(A.reconstruction_errors(m, test).mean()),
                        "KL (nats)": elbo_terms(m, test)["kl"], "kNN accuracy (2-D)": knn_accuracy(tr_codes, tr_y, codes, y),
                        "mean |mu|": float(codes.norm(dim=1).mean())}
@@ -195,11 +196,11 @@ def overcomplete(ctx: Context) -> Result:
     sizes = ctx.pick([4, 32], [4, 16, 64, 256, 1024], [2, 4, 16, 64, 256, 1024])
     sizes = sorted(set(sizes) | {under_k, over_k}) if not ctx.tiny else sizes
     train = _train_set(ctx)
-    n_probe = ctx.pick(300, 5000, 10000)
+    probe_train = random_subset(train, ctx.pick(300, 5000, 10000), ctx.seed)  # stratified, not the first n
     acc = []
     for k in sizes:
         m = one_layer_ae(ctx, k)
-        acc.append(A.linear_probe(A.encode_dataset(m, train.subset(slice(0, n_probe))), train.y[:n_probe],
+        acc.append(A.linear_probe(A.encode_dataset(m, probe_train), probe_train.y,
                                   A.encode_dataset(m, test), test.y, max_iter=ctx.pick(50, 300, 1000)))
     axes[0][1].plot(sizes, acc, "o-")
     axes[0][1].set_xscale("log")
@@ -234,7 +235,7 @@ def deep_codes(ctx: Context) -> Result:
         m = ctx.train(f"ae2-{name}", "ae", train, settings={"arch": "mlp", "hidden": hidden, "latent_dim": 2},
                       epochs=_epochs(ctx))
         codes, y = lt.encode_dataset(m, test)
-        tr, ty = lt.encode_dataset(m, train, ctx.pick(300, 5000, 10000))
+        tr, ty = lt.encode_dataset(m, train, ctx.pick(300, 5000, 10000), seed=ctx.seed)
         rows.append({"model": name, "hidden": "-".join(map(str, hidden)), "kNN accuracy (2-D)":
                      knn_accuracy(tr, ty, codes, y), "recon MSE": float(A.reconstruction_errors(m, test).mean())})
         F.scatter(axes[0][i], codes.numpy(), y, f"{name} ({rows[-1]['hidden']}): kNN {rows[-1]['kNN accuracy (2-D)']:.2f}")

@@ -5,6 +5,7 @@ import torch
 
 from ..data import Dataset
 from ..evaluate.ood import auroc, ood_scores
+from ..evaluate.subsets import subset_indices
 from . import figures as F
 from .core import Context, Result, claim, describe_checks, verdict_of
 
@@ -24,12 +25,16 @@ def ood_likelihood(ctx: Context) -> Result:
         if ctx.has("fashion-mnist", ("train",)):
             train = ctx.dataset("fashion-mnist", "train", ctx.pick(2000, 20000, None))
             in_ds = ctx.dataset("fashion-mnist", "test", n)
-        else:  # only the test split is present: train on its first 8,000 images, score the other 2,000
+        else:  # only the test split is present: score a stratified sample of it, train on the rest
             test = ctx.dataset("fashion-mnist", "test")
-            cut = len(test) - min(n, 2000)
-            train, in_ds = test.subset(slice(0, cut)), test.subset(slice(cut, len(test)))
-            held_out = (f" (Fashion-MNIST's training split is not on this machine: the VAE trained on the first "
-                        f"{cut} Fashion-MNIST test images and is scored on the other {len(in_ds)}.)")
+            scored = subset_indices(len(test), min(n, 2000), test.y, ctx.seed)
+            rest = torch.ones(len(test), dtype=torch.bool)
+            rest[scored] = False
+            train, in_ds = test.subset(torch.nonzero(rest).flatten()), test.subset(scored)
+            train.meta["sample"] = in_ds.meta["sample"] = f"stratified split seed {ctx.seed}"
+            held_out = (f" (Fashion-MNIST's training split is not on this machine: the VAE trained on "
+                        f"{len(train)} Fashion-MNIST test images and is scored on the other {len(in_ds)}, a "
+                        f"seeded stratified sample.)")
     else:
         train = ctx.dataset("mnist-mini", "train", 512)
         in_ds = ctx.dataset("mnist-mini", "test", 100)

@@ -147,13 +147,19 @@ class Context:
             return False
 
     def dataset(self, name: str, split: str, n: int | None = None):
-        """A dataset split (cached), its first `n` images when given."""
+        """A dataset split (cached); with `n`, a seeded random sample of `n` of its images (stratified by class
+        where there are labels, `genzoo.evaluate.subsets`; never the first n: folders come sorted by class)."""
         from .. import data as gd
+        from ..evaluate.subsets import random_subset
         key = (name, split)
         if key not in self._data:
             self._data[key] = gd.load(name, split, root=self.root)
         ds = self._data[key]
-        return ds if n is None or n >= len(ds) else ds.subset(slice(0, n))
+        if n is None or n >= len(ds):
+            return ds
+        sub = random_subset(ds, n, self.seed)
+        sub.meta["sample"] = f"stratified seed {self.seed}"  # part of the run cache's key (see train)
+        return sub
 
     def digits(self) -> str:
         """The MNIST dataset of this scale: mnist-mini for tests, full MNIST (when present) otherwise."""
@@ -168,6 +174,8 @@ class Context:
         from ..train import rundir as R
         from ..train import train as train_model
         data_name = data if isinstance(data, str) else f"{data.name}/{data.split}[{len(data)}]"
+        if not isinstance(data, str) and data.meta.get("sample"):  # not a run of an earlier first-n subset
+            data_name += f" ({data.meta['sample']})"
         spec = {"model": model, "data": data_name, "preset": preset, "settings": settings or {},
                 "train": train_kw, "seed": self.seed}
         digest = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:8]
