@@ -75,7 +75,53 @@ def test_evaluate_an_autoencoder(ae_run):
     votes = train.y.numpy()[np.argsort(d, axis=1)[:, :5]]
     pred = np.array([np.bincount(v, minlength=10).argmax() for v in votes])
     assert m["knn_accuracy"] == pytest.approx((pred == test.y.numpy()).mean(), abs=1 / 300 + 1e-9)
-    assert 0 <= m["precision"] <= 1 and 1 <= m["classifier_score"] <= 10 and 0.3 < m["probe_accuracy"] <= 1
+    # linear probe: scikit-learn's logistic regression on the same codes, standardised by hand
+    from sklearn.linear_model import LogisticRegression
+    mu, sd = ctr.mean(0), ctr.std(0)
+    sd[sd == 0] = 1
+    lr = LogisticRegression(max_iter=1000).fit((ctr - mu) / sd, train.y.numpy())
+    assert m["probe_accuracy"] == pytest.approx(lr.score((cte - mu) / sd, test.y.numpy()), abs=1 / 300 + 1e-9)
+    assert m["probe_accuracy"] > 0.3  # well above chance (0.1): the check above compares a real classifier
+    # KID (Binkowski et al. 2018): unbiased MMD^2, kernel (x.y / d + 1)^3, averaged over 100 subsets of
+    # min(1000, 300 // 2) = 150 features each, drawn as documented (a seeded randperm of the real, then the fake)
+    g = torch.Generator().manual_seed(0)
+    vals = []
+    for _ in range(100):
+        a = fr[torch.randperm(300, generator=g)[:150].numpy()]
+        b = ff[torch.randperm(300, generator=g)[:150].numpy()]
+        kxx, kyy, kxy = ((u @ w.T / fr.shape[1] + 1) ** 3 for u, w in ((a, a), (b, b), (a, b)))
+        s = len(a)
+        vals.append((kxx.sum() - np.trace(kxx)) / (s * (s - 1)) + (kyy.sum() - np.trace(kyy)) / (s * (s - 1))
+                    - 2 * kxy.mean())
+    assert m["kid"] == pytest.approx(np.mean(vals), rel=1e-4, abs=1e-8)
+    assert m["kid_std"] == pytest.approx(np.std(vals), rel=1e-3, abs=1e-8)
+    # k-NN manifolds with scikit-learn's neighbours: radius = distance to the k-th neighbour, itself excluded
+    from scipy.spatial.distance import cdist
+    from sklearn.neighbors import NearestNeighbors
+
+    def radii(f, kk):
+        return NearestNeighbors(n_neighbors=kk + 1).fit(f).kneighbors(f)[0][:, kk]
+
+    d_rf = cdist(fr, ff)  # (real, fake)
+    inside3_real, inside3_fake = d_rf <= radii(fr, 3)[:, None], d_rf.T <= radii(ff, 3)[:, None]
+    tol = 1 / 300 + 1e-9  # one point on a ball's boundary may fall either way in float32 vs float64
+    assert m["precision"] == pytest.approx(inside3_real.any(0).mean(), abs=tol)  # fakes in the real manifold
+    assert m["recall"] == pytest.approx(inside3_fake.any(0).mean(), abs=tol)  # reals in the fake manifold
+    inside5 = d_rf <= radii(fr, 5)[:, None]  # Naeem et al. 2020: balls around real points only, k = 5
+    assert m["density"] == pytest.approx(inside5.sum() / (5 * 300), abs=2 / (5 * 300) + 1e-9)
+    assert m["coverage"] == pytest.approx(inside5.any(1).mean(), abs=tol)
+    assert 0 < m["precision"] < 1 or 0 < m["coverage"] < 1  # not a degenerate 0/1 case that any code passes
+    # class-based: the classifier's p(y|x) of the samples; Inception-score formula on 10 parts of 30
+    from scipy.stats import entropy
+    with torch.no_grad():
+        p = clf.probs(draw_samples(model, 300, seed=0)).double().numpy()
+    parts = [np.exp(np.mean([entropy(row, part.mean(0)) for row in part])) for part in np.array_split(p, 10)]
+    assert m["classifier_score"] == pytest.approx(np.mean(parts), rel=1e-6)
+    assert m["classifier_score_std"] == pytest.approx(np.std(parts), rel=1e-4, abs=1e-9)
+    hist = np.bincount(p.argmax(1), minlength=10) / 300
+    assert m["class_histogram"] == pytest.approx(hist.tolist(), abs=1e-6)
+    assert m["classes_covered"] == int((hist >= 0.05).sum())  # at least half of a fair share of 1/10
+    assert m["kl_to_uniform"] == pytest.approx(entropy(hist, np.full(10, 0.1)), rel=1e-6, abs=1e-12)
 
 
 def test_custom_extractor_and_strict(ae_run):
@@ -113,10 +159,48 @@ def test_cli_evaluate_and_compare(ae_run, tmp_path):
     assert "elbo | skipped" in res.output
     saved = json.loads((ae_run / "metrics.json").read_text())
     assert set(saved["metrics"]) == {"fid", "precision", "recall", "mse"}
-    res = runner.invoke(app, ["compare", str(ae_run), str(ae_run), "--out", str(tmp_path / "t.md")])
+    assert saved["n"] == 200 and saved["seed"] == 0
+    # the saved MSE is the numpy mean squared error on evaluate's seeded, stratified 200 test images
+    import genzoo
+    import numpy as np
+    from genzoo.evaluate.subsets import random_subset
+    model = genzoo.load(ae_run)
+    test = random_subset(gd.load("mnist-mini", "test"), 200, seed=0)
+    with torch.no_grad():
+        x = model.prepare(test.x)
+        r01, x01 = model.to_unit(model.reconstruct(x)).double().numpy(), model.to_unit(x).double().numpy()
+    assert saved["metrics"]["mse"] == pytest.approx(((r01 - x01) ** 2).mean(), rel=1e-5)
+    # the printed table holds the saved values (4 significant digits)
+    for key, label in (("fid", "domain FID (extractor: mnist)"), ("precision", "precision"), ("mse", "mse")):
+        row = next(line for line in res.output.splitlines() if line.startswith(f"| {label} |"))
+        assert float(row.split("|")[2]) == pytest.approx(saved["metrics"][key], rel=5e-4, abs=1e-12), key
+    # a second run (a copy, evaluated on other metrics and n): compare reads each run's metrics.json
+    import shutil
+    other = tmp_path / "ae-copy"
+    shutil.copytree(ae_run, other)
+    res = runner.invoke(app, ["evaluate", str(other), "--metrics", "mse,knn", "--n", "100"])
     assert res.exit_code == 0, res.output
-    assert res.output.count(f"| {ae_run} | ae | mnist-mini | 200 |") == 2
-    assert "domain FID (extractor: mnist)" in (tmp_path / "t.md").read_text()
+    saved2 = json.loads((other / "metrics.json").read_text())
+    res = runner.invoke(app, ["compare", str(ae_run), str(other), "--out", str(tmp_path / "t.md")])
+    assert res.exit_code == 0, res.output
+    table = (tmp_path / "t.md").read_text()
+    assert table.strip() in res.output
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert head == ["run", "model", "data", "n", "domain FID (extractor: mnist)", "precision", "recall", "mse",
+                    "knn_accuracy"]
+    keys = ["fid", "precision", "recall", "mse", "knn_accuracy"]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    assert len(rows) == 2
+    for row, run, rec in zip(rows, (ae_run, other), (saved, saved2)):
+        assert row[:4] == [str(run), "ae", "mnist-mini", str(rec["n"])]
+        for key, cell in zip(keys, row[4:]):
+            if key in rec["metrics"]:
+                assert float(cell) == pytest.approx(rec["metrics"][key], rel=5e-4, abs=1e-12), (run, key)
+            else:
+                assert cell == "-", (run, key)
+    assert saved2["metrics"]["mse"] != saved["metrics"]["mse"]  # other n, other sample: the rows can differ
+    assert "different n" in table  # 200 vs 100
     res = runner.invoke(app, ["evaluate", str(ae_run), "--metrics", "bogus"])
     assert res.exit_code == 2 and "unknown metric 'bogus'" in res.output
     res = runner.invoke(app, ["evaluate", str(tmp_path / "nope")])
