@@ -342,6 +342,8 @@ def _allowed(route: Any, loc: tuple) -> str | None:
 def serve(run_dir: RunDir | Sequence[RunDir], host: str = "127.0.0.1", port: int = 8000, data: str | None = None,
           limits: Limits | None = None) -> None:
     """Run the explorer with uvicorn until interrupted: one run, or a list of runs side by side."""
+    from .._memory import large_blocks_from_mmap
+    large_blocks_from_mmap()  # a burst of requests gives its memory back when it ends (genzoo/_memory.py)
     local = host in LOCAL_HOSTS
     app = create_app(run_dir, data, allowed_hosts=None if local else ["*"], limits=limits)
     shown = f"[{host}]" if ":" in host else host
