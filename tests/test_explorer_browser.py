@@ -108,6 +108,26 @@ def wait_updated(page, img_id: str, after: int, timeout: float = 30_000) -> None
         " && e.complete && e.naturalWidth > 0; }", arg=[img_id, after], timeout=timeout)
 
 
+def track_requests(page) -> None:
+    """Keep `page.pending`, the set of the page's requests not answered yet (for `settle`)."""
+    page.pending = set()
+    page.on("request", lambda r: page.pending.add(r))
+    page.on("requestfinished", lambda r: page.pending.discard(r))
+    page.on("requestfailed", lambda r: page.pending.discard(r))
+
+
+def settle(page, ids: list[str], quiet_ms: int = 500, timeout_s: float = 30.0) -> None:
+    """Wait until no request is pending and none of the images `ids` has been replaced for `quiet_ms`."""
+    deadline, last, since = time.monotonic() + timeout_s, None, time.monotonic()
+    while time.monotonic() < deadline:
+        now = [updates(page, i) for i in ids]
+        if now != last or page.pending:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since > quiet_ms / 1000:
+            return
+        page.wait_for_timeout(100)
+
+
 def ready(page, url: str) -> None:
     page.goto(url)
     page.wait_for_selector("body[data-ready=true]", timeout=60_000)
@@ -295,6 +315,7 @@ def test_translate_panel_runs_a_cyclegan_both_ways(browser, cyc_server):
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
     pg.on("response", lambda r: errors.append(f"{r.url}: HTTP {r.status}") if r.status >= 400 else None)
+    track_requests(pg)
     ready(pg, cyc_server)
     assert pg.locator("#panel-translate").is_visible()
     options = pg.locator("#tr-direction option")
@@ -324,12 +345,12 @@ def test_translate_panel_runs_a_cyclegan_both_ways(browser, cyc_server):
     n = updates(pg, "tr-output")
     draw_stroke(pg, [(0.35, 0.2), (0.6, 0.2), (0.5, 0.5), (0.45, 0.8)], canvas_id="tr-draw")  # a "7"
     wait_updated(pg, "tr-output", n)
-    pg.wait_for_timeout(500)  # the last move's request may still be in flight
+    settle(pg, ["tr-output"])  # the stroke's later moves send more requests: wait for the last answer
     drawn, thinned = data_url_pixels(pg, "tr-source"), ink("tr-output")
     n = updates(pg, "tr-output")
     pg.locator("#tr-direction").select_option("a2b")
     wait_updated(pg, "tr-output", n)
-    pg.wait_for_timeout(300)
+    settle(pg, ["tr-output"])
     assert np.array_equal(data_url_pixels(pg, "tr-source"), drawn), "the direction change re-sends the drawing"
     thickened = ink("tr-output")
     assert thickened > 1.3 * thinned, (thinned, thickened)

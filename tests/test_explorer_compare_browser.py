@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from test_explorer_browser import (ARTIFACTS, draw_stroke, free_port, image_of, launch, ready, stop,  # noqa: F401
-                                   unavailable, updates, wait_updated)
+from test_explorer_browser import (ARTIFACTS, draw_stroke, free_port, image_of, launch, ready, settle,  # noqa: F401
+                                   stop, track_requests, unavailable, updates, wait_updated)
 
 pytestmark = pytest.mark.browser
 
@@ -88,10 +88,7 @@ def server(runs):
 def page(browser, server):
     pg = browser.new_page(viewport={"width": 1500, "height": 1000})
     pg.log = {"failed": [], "errors": []}
-    pg.pending = set()  # requests not answered yet
-    pg.on("request", lambda r: pg.pending.add(r))
-    pg.on("requestfinished", lambda r: pg.pending.discard(r))
-    pg.on("requestfailed", lambda r: pg.pending.discard(r))
+    track_requests(pg)
     pg.on("requestfailed", lambda r: pg.log["failed"].append(f"{r.url}: {r.failure}"))
     pg.on("pageerror", lambda e: pg.log["errors"].append(str(e)))
     pg.on("console", lambda m: pg.log["errors"].append(m.text) if m.type == "error" else None)
@@ -111,18 +108,6 @@ def natural_pixels(page, img_id: str) -> np.ndarray:
         return [c.width, c.height, Array.from(ctx.getImageData(0, 0, c.width, c.height).data)]; }""", img_id)
     w, h, px = data
     return np.array(px, dtype=int).reshape(h, w, 4)[..., 0]
-
-
-def settle(page, ids: list[str], quiet_ms: int = 500, timeout_s: float = 30.0) -> None:
-    """Wait until no request is pending and none of the images `ids` has been replaced for `quiet_ms`."""
-    deadline, last, since = time.monotonic() + timeout_s, None, time.monotonic()
-    while time.monotonic() < deadline:
-        now = [updates(page, i) for i in ids]
-        if now != last or page.pending:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since > quiet_ms / 1000:
-            return
-        page.wait_for_timeout(100)
 
 
 def map_bounds(page, run: int) -> list[float]:
