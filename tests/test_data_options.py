@@ -191,3 +191,24 @@ def test_parse_options():
         "scale": 2, "fit": "crop", "test_fraction": 0.25, "cache": False, "size": None}
     with pytest.raises(ValueError, match=r"--data-opt 'scale': expected KEY=VALUE"):
         gd.parse_options(["scale"])
+
+
+def test_explorer_shows_the_run_s_test_images_loaded_with_its_options(sr_run):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from genzoo.explorer import create_app
+    from genzoo.explorer.limits import TOKEN_HEADER
+
+    root, run, images = sr_run
+    app = create_app(run, allowed_hosts=["testserver"])
+    ex = app.state.explorer
+    assert ex.data_error is None, ex.data_error
+    # scale=2 from run.json: the whole 20x20 test photos are the targets, their 10x10 area means the sources
+    # (the default scale=4 would give 5x5 sources, which this x2 model's shape check would refuse)
+    assert tuple(ex.test.shape) == (3, TEST_SIDE // 2, TEST_SIDE // 2)
+    want = images[("test", 0)].astype(np.float64).reshape(10, 2, 10, 2, 3).mean(axis=(1, 3))
+    got = ex.test.x[0].permute(1, 2, 0).double().numpy()
+    assert np.abs(got - want).max() <= 1.0  # uint8 rounding of the area mean
+    client = TestClient(app, headers={TOKEN_HEADER: app.state.token})
+    assert client.get("/api/translate/test", params={"index": 0}).status_code == 200

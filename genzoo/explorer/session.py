@@ -97,12 +97,15 @@ class Explorer:
         self.data_name = self.requested_data or self.run_info.get("data")
         if self.data_name:
             try:
-                self.test = gd.load(self.data_name, "test")
+                self.test = gd.load_run_data(self.run_dir, "test", self.requested_data)  # with its data options
             except (gd.DataError, FileNotFoundError, ValueError, KeyError) as e:
                 self.data_error = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
         else:
             self.data_error = f"{self.run_dir / R.RUN} names no dataset; pass --data"
-        if self.test is not None and self.test.shape != model.config.image_shape:
+        # translation generators are fully convolutional: whole test images of any size, the channels must fit
+        fits = (self.test.shape[0] == c if self.test is not None and self.test.kind != "images"
+                else self.test is None or self.test.shape == model.config.image_shape)
+        if not fits:
             raise ValueError(f"{self.data_name} images are {self.test.shape} but the model takes "
                              f"{model.config.image_shape}")
         self.background = border_level(self.test.x[:500]) if self.test is not None and not self.points else 0.0
