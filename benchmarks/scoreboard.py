@@ -62,8 +62,9 @@ KIND_COLUMNS = {
         ("label pres.", "label_preservation", ".3f"), ("cycle L1", "cycle_l1", ".4f"), ("domain FID", "fid", ".2f"),
         ("FID identity", "fid_identity", ".2f"))),
 }
-KIND_WHAT = {"paired": "outputs vs targets on the first n={n} test pairs (SR: bicubic beside)",
-             "unpaired": "both directions on the first n={n} test images of each domain, FID also for the identity map"}
+KIND_WHAT = {"paired": "outputs vs targets on a seeded stratified sample of n={n} test pairs (SR: bicubic beside)",
+             "unpaired": "both directions on a seeded stratified sample of n={n} test images of each domain, FID also "
+                            "for the identity map"}
 
 
 def data_kind(name: str) -> str:
