@@ -13,6 +13,7 @@ from genzoo.cli._app import app
 from genzoo.cli import commands  # noqa: F401  (registers the commands)
 from genzoo.evaluate import evaluate
 from genzoo.evaluate.suite import compare_table, parse_metrics
+from genzoo.models.base import GenerativeModel, ModelConfig
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +23,52 @@ def ae_run(tmp_path_factory):
     genzoo.train("ae", "mnist-mini", out=out, steps=30, preset="tiny",
                  settings={"log_every": 10, "sample_every": 0, "progress": False})
     return out
+
+
+def check_sample_metrics(m, fr, ff, p):
+    """evaluate()'s KID, precision/recall, density/coverage, classifier score and mode coverage against numpy /
+    scipy / scikit-learn computations from the real and generated features `fr`, `ff` (N, D) and the
+    classifier's p(y|x) of the generated images `p` (N, K), evaluate's defaults (seed 0, 100 KID subsets,
+    k = 3 for precision/recall, k = 5 for density/coverage, 10 parts for the score)."""
+    import numpy as np
+    from scipy.spatial.distance import cdist
+    from scipy.stats import entropy
+    from sklearn.neighbors import NearestNeighbors
+    n = len(fr)
+    # KID (Binkowski et al. 2018): unbiased MMD^2, kernel (x.y / d + 1)^3, averaged over 100 subsets of
+    # min(1000, n // 2) features each, drawn as documented (a seeded randperm of the real, then the fake)
+    g, size, vals = torch.Generator().manual_seed(0), min(1000, n // 2), []
+    for _ in range(100):
+        a = fr[torch.randperm(n, generator=g)[:size].numpy()]
+        b = ff[torch.randperm(n, generator=g)[:size].numpy()]
+        kxx, kyy, kxy = ((u @ w.T / fr.shape[1] + 1) ** 3 for u, w in ((a, a), (b, b), (a, b)))
+        vals.append((kxx.sum() - np.trace(kxx)) / (size * (size - 1))
+                    + (kyy.sum() - np.trace(kyy)) / (size * (size - 1)) - 2 * kxy.mean())
+    assert m["kid"] == pytest.approx(np.mean(vals), rel=1e-4, abs=1e-8)
+    assert m["kid_std"] == pytest.approx(np.std(vals), rel=1e-3, abs=1e-8)
+
+    # k-NN manifolds with scikit-learn's neighbours: radius = distance to the k-th neighbour, itself excluded
+    def radii(f, kk):
+        return NearestNeighbors(n_neighbors=kk + 1).fit(f).kneighbors(f)[0][:, kk]
+
+    d_rf = cdist(fr, ff)  # (real, fake)
+    inside3_real, inside3_fake = d_rf <= radii(fr, 3)[:, None], d_rf.T <= radii(ff, 3)[:, None]
+    tol = 1 / n + 1e-9  # one point on a ball's boundary may fall either way in float32 vs float64
+    assert m["precision"] == pytest.approx(inside3_real.any(0).mean(), abs=tol)  # fakes in the real manifold
+    assert m["recall"] == pytest.approx(inside3_fake.any(0).mean(), abs=tol)  # reals in the fake manifold
+    inside5 = d_rf <= radii(fr, 5)[:, None]  # Naeem et al. 2020: balls around real points only, k = 5
+    assert m["density"] == pytest.approx(inside5.sum() / (5 * n), abs=2 / (5 * n) + 1e-9)
+    assert m["coverage"] == pytest.approx(inside5.any(1).mean(), abs=tol)
+    # class-based: the Inception-score formula with the classifier's p(y|x), on 10 equal parts
+    parts = [np.exp(np.mean([entropy(row, part.mean(0)) for row in part])) for part in np.array_split(p, 10)]
+    assert m["classifier_score"] == pytest.approx(np.mean(parts), rel=1e-6)
+    assert m["classifier_score_std"] == pytest.approx(np.std(parts), rel=1e-4, abs=1e-9)
+    hist = np.bincount(p.argmax(1), minlength=p.shape[1]) / n
+    assert m["class_histogram"] == pytest.approx(hist.tolist(), abs=1e-6)
+    assert m["classes_covered"] == int((hist >= 0.5 / p.shape[1]).sum())  # at least half of a fair share
+    assert m["kl_to_uniform"] == pytest.approx(entropy(hist, np.full(p.shape[1], 1 / p.shape[1])), rel=1e-6,
+                                               abs=1e-12)
+    return hist
 
 
 def test_parse_metrics():
@@ -82,46 +129,52 @@ def test_evaluate_an_autoencoder(ae_run):
     lr = LogisticRegression(max_iter=1000).fit((ctr - mu) / sd, train.y.numpy())
     assert m["probe_accuracy"] == pytest.approx(lr.score((cte - mu) / sd, test.y.numpy()), abs=1 / 300 + 1e-9)
     assert m["probe_accuracy"] > 0.3  # well above chance (0.1): the check above compares a real classifier
-    # KID (Binkowski et al. 2018): unbiased MMD^2, kernel (x.y / d + 1)^3, averaged over 100 subsets of
-    # min(1000, 300 // 2) = 150 features each, drawn as documented (a seeded randperm of the real, then the fake)
-    g = torch.Generator().manual_seed(0)
-    vals = []
-    for _ in range(100):
-        a = fr[torch.randperm(300, generator=g)[:150].numpy()]
-        b = ff[torch.randperm(300, generator=g)[:150].numpy()]
-        kxx, kyy, kxy = ((u @ w.T / fr.shape[1] + 1) ** 3 for u, w in ((a, a), (b, b), (a, b)))
-        s = len(a)
-        vals.append((kxx.sum() - np.trace(kxx)) / (s * (s - 1)) + (kyy.sum() - np.trace(kyy)) / (s * (s - 1))
-                    - 2 * kxy.mean())
-    assert m["kid"] == pytest.approx(np.mean(vals), rel=1e-4, abs=1e-8)
-    assert m["kid_std"] == pytest.approx(np.std(vals), rel=1e-3, abs=1e-8)
-    # k-NN manifolds with scikit-learn's neighbours: radius = distance to the k-th neighbour, itself excluded
-    from scipy.spatial.distance import cdist
-    from sklearn.neighbors import NearestNeighbors
-
-    def radii(f, kk):
-        return NearestNeighbors(n_neighbors=kk + 1).fit(f).kneighbors(f)[0][:, kk]
-
-    d_rf = cdist(fr, ff)  # (real, fake)
-    inside3_real, inside3_fake = d_rf <= radii(fr, 3)[:, None], d_rf.T <= radii(ff, 3)[:, None]
-    tol = 1 / 300 + 1e-9  # one point on a ball's boundary may fall either way in float32 vs float64
-    assert m["precision"] == pytest.approx(inside3_real.any(0).mean(), abs=tol)  # fakes in the real manifold
-    assert m["recall"] == pytest.approx(inside3_fake.any(0).mean(), abs=tol)  # reals in the fake manifold
-    inside5 = d_rf <= radii(fr, 5)[:, None]  # Naeem et al. 2020: balls around real points only, k = 5
-    assert m["density"] == pytest.approx(inside5.sum() / (5 * 300), abs=2 / (5 * 300) + 1e-9)
-    assert m["coverage"] == pytest.approx(inside5.any(1).mean(), abs=tol)
-    assert 0 < m["precision"] < 1 or 0 < m["coverage"] < 1  # not a degenerate 0/1 case that any code passes
-    # class-based: the classifier's p(y|x) of the samples; Inception-score formula on 10 parts of 30
-    from scipy.stats import entropy
     with torch.no_grad():
         p = clf.probs(draw_samples(model, 300, seed=0)).double().numpy()
-    parts = [np.exp(np.mean([entropy(row, part.mean(0)) for row in part])) for part in np.array_split(p, 10)]
-    assert m["classifier_score"] == pytest.approx(np.mean(parts), rel=1e-6)
-    assert m["classifier_score_std"] == pytest.approx(np.std(parts), rel=1e-4, abs=1e-9)
-    hist = np.bincount(p.argmax(1), minlength=10) / 300
-    assert m["class_histogram"] == pytest.approx(hist.tolist(), abs=1e-6)
-    assert m["classes_covered"] == int((hist >= 0.05).sum())  # at least half of a fair share of 1/10
-    assert m["kl_to_uniform"] == pytest.approx(entropy(hist, np.full(10, 0.1)), rel=1e-6, abs=1e-12)
+    check_sample_metrics(m, fr, ff, p)
+
+
+class Replay(GenerativeModel):
+    """A 'generator' that replays a bank of images (random draws with the generator it is given): its samples'
+    features are known, so every sample metric has a non-degenerate value (a tiny AE's samples are one class,
+    far from the data: recall and coverage near 0)."""
+
+    config_class = ModelConfig
+
+    def __init__(self, bank01):
+        super().__init__(ModelConfig(image_shape=tuple(bank01.shape[1:]), num_classes=0))
+        self.bank = bank01
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def sample(self, n, labels=None, generator=None, **kw):
+        return self.bank[torch.randint(len(self.bank), (n,), generator=generator)]
+
+
+def test_sample_metrics_of_a_replay_model_against_references():
+    """Training digits of classes 0-8 (80 each) but only 10 3s, no 9s, and 60 noise images (the classifier
+    reads them as 8s): the samples lie partly on the test digits' manifold, one class is under half its fair
+    share, one is missing."""
+    import numpy as np
+    from genzoo.evaluate import get_classifier
+    from genzoo.evaluate.subsets import random_subset
+    from genzoo.evaluate.suite import draw_samples
+    train = gd.load("mnist-mini", "train")
+    idx = torch.cat([torch.nonzero(train.y == k).flatten()[:10 if k == 3 else 80] for k in range(9)])
+    noise = torch.rand(60, 1, 28, 28, generator=torch.Generator().manual_seed(5))
+    model = Replay(torch.cat([train.x[idx].float() / 255, noise]))
+    r = evaluate(model, metrics="kid,pr,dc,is,modes", data="mnist-mini", n=300)
+    m = r["metrics"]
+    clf = get_classifier("mnist")
+    test = random_subset(gd.load("mnist-mini", "test"), 300, seed=0)
+    fake = draw_samples(model, 300, seed=0)
+    with torch.no_grad():
+        fr, ff = (clf.features(t).double().numpy() for t in (test.x.float() / 255, fake))
+        p = clf.probs(fake).double().numpy()
+    hist = check_sample_metrics(m, fr, ff, p)
+    # the checks above can fail: every value is away from its degenerate end
+    assert 0.2 < m["precision"] < 1 and 0 < m["recall"] < 1 and 0 < m["coverage"] < 1 and 0 < m["density"]
+    assert ((hist > 0) & (hist < 0.05)).any() and (hist == 0).any()  # under half a share; missing
+    assert 1 < m["classifier_score"] < 10 and 0 < m["kl_to_uniform"] < np.log(10)
 
 
 def test_custom_extractor_and_strict(ae_run):
