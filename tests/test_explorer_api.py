@@ -526,3 +526,34 @@ def test_serve_binds_loopback_and_warns_otherwise(ae_run, monkeypatch, capsys):
     serve(ae_run[1], host="0.0.0.0", port=8123)
     assert calls[-1]["host"] == "0.0.0.0"
     assert "warning: listening on 0.0.0.0" in capsys.readouterr().out
+
+
+def test_precision_auto_decodes_large_batches_in_bf16_where_native_and_single_codes_in_fp32(ae_run):
+    """precision="auto": a batch of >= 64 codes decodes as the model does under bf16 autocast (on hardware with
+    native bf16, read here from /proc/cpuinfo independently), a single code exactly as in fp32; "fp32" is fp32."""
+    from genzoo.explorer.session import BF16_MIN_BATCH
+    from genzoo.latent import decode
+
+    _, out = ae_run
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+        native = "avx512_bf16" in flags or "amx_bf16" in flags
+    except (OSError, StopIteration):
+        native = False
+    auto, fp32 = Explorer(out, precision="auto"), Explorer(out, precision="fp32")
+    z = torch.randn(BF16_MIN_BATCH, auto.model.latent_dim, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ref32 = decode(fp32.model, z, None)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ref16 = decode(fp32.model, z, None).float()
+    assert torch.equal(fp32.decode(z.numpy()), ref32)
+    with torch.inference_mode():
+        one32 = decode(fp32.model, z[:1], None)
+    assert torch.equal(auto.decode(z[:1].numpy()), one32)  # one code: fp32, bitwise
+    big = auto.decode(z.numpy())
+    assert big.dtype == torch.float32
+    assert torch.equal(big, ref16 if native else ref32)
+    if native:
+        assert not torch.equal(ref16, ref32)  # the test can tell the two apart
+    with pytest.raises(ValueError, match="precision='fp8'.*auto, fp32, bf16"):
+        Explorer(out, precision="fp8")

@@ -22,6 +22,10 @@ def explore_cmd(
         help="change a limit of what one request may cost (repeatable), e.g. --limit workers=4 --limit "
              "max_pixels=16777216; names: max_upload_bytes, max_json_bytes, max_pixels, max_images, max_scale, "
              "max_output_pixels, workers, queue, queue_wait_s (docs/explorer.md, Limits)"),
+    precision: str = typer.Option(
+        "auto", "--precision",
+        help="decoding and sampling: auto (bf16 for batches of 64 or more where the hardware has native bf16, "
+             "where it is faster; fp32 otherwise and for diffusion), fp32, or bf16"),
 ) -> None:
     """Open a local web page to explore a trained model: samples, latent map, drawing, interpolation,
     training curves (followed live while the run trains). With two runs, both models sit side by side and
@@ -40,4 +44,4 @@ def explore_cmd(
     if len(runs) > 2:
         raise ValueError(f"{len(runs)} run directories given ({', '.join(map(str, runs))}); the explorer shows one "
                          f"run, or two side by side")
-    serve(runs if len(runs) > 1 else runs[0], host=host, port=port, data=data, limits=limits)
+    serve(runs if len(runs) > 1 else runs[0], host=host, port=port, data=data, limits=limits, precision=precision)

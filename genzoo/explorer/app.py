@@ -76,13 +76,14 @@ RunDir = str | Path | Explorer
 
 
 def create_app(run_dir: RunDir | Sequence[RunDir], data: str | None = None,
-               allowed_hosts: list[str] | None = None, limits: Limits | None = None) -> FastAPI:
+               allowed_hosts: list[str] | None = None, limits: Limits | None = None,
+               precision: str = "auto") -> FastAPI:
     """The app for one run, or for several side by side (a list: `create_app(["runs/ae", "runs/vae"])`; every
     route then takes `run=I`, the index in that list, default 0; GET /api/runs lists them).
     `data`: the dataset to show for every run (default: each run's own). `allowed_hosts`: Host headers to answer
     (default: the loopback names, which also stops DNS-rebinding pages from reaching the server); ["*"]
     accepts any. `limits`: what a request may cost (default `Limits()`; given with an Explorer, they become
-    that Explorer's limits).
+    that Explorer's limits). `precision`: how runs decode and sample (`Explorer`: auto, fp32 or bf16).
 
     Every request passes `limits.Guard` first (host, the page's token, content type, body size, the worker
     pool), whichever run it addresses; `app.state.token` is the token the page carries,
@@ -91,7 +92,8 @@ def create_app(run_dir: RunDir | Sequence[RunDir], data: str | None = None,
     if not runs:
         raise ValueError("create_app: no run directory given")
     limits = limits or (runs[0].limits if isinstance(runs[0], Explorer) else Limits())
-    explorers = [r if isinstance(r, Explorer) else Explorer(r, data, limits=limits) for r in runs]
+    explorers = [r if isinstance(r, Explorer) else Explorer(r, data, limits=limits, precision=precision)
+                 for r in runs]
     for e in explorers:
         e.limits = limits
     ex = explorers[0]
@@ -340,12 +342,12 @@ def _allowed(route: Any, loc: tuple) -> str | None:
 
 
 def serve(run_dir: RunDir | Sequence[RunDir], host: str = "127.0.0.1", port: int = 8000, data: str | None = None,
-          limits: Limits | None = None) -> None:
+          limits: Limits | None = None, precision: str = "auto") -> None:
     """Run the explorer with uvicorn until interrupted: one run, or a list of runs side by side."""
     from .._memory import large_blocks_from_mmap
     large_blocks_from_mmap()  # a burst of requests gives its memory back when it ends (genzoo/_memory.py)
     local = host in LOCAL_HOSTS
-    app = create_app(run_dir, data, allowed_hosts=None if local else ["*"], limits=limits)
+    app = create_app(run_dir, data, allowed_hosts=None if local else ["*"], limits=limits, precision=precision)
     shown = f"[{host}]" if ":" in host else host
     names = " and ".join(str(e.run_dir) for e in app.state.explorers)
     print(f"genzoo explorer: {names} at http://{shown}:{port}/  (Ctrl+C stops it)", flush=True)

@@ -50,12 +50,19 @@ class LatentMap:
         return [float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]), float(hi[1] + pad[1])]
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+BF16_MIN_BATCH = 64  # "auto" decodes and samples batches of at least this many in bf16 (where it is native)
+
+
 class Explorer:
     """A run opened for exploring. `run_dir`: a run directory; `data`: the dataset to show (default: the
     run's own, from run.json)."""
 
     def __init__(self, run_dir: str | Path, data: str | None = None, map_points: int = MAP_POINTS,
-                 limits: Limits | None = None):
+                 limits: Limits | None = None, precision: str = "auto"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
+        self.precision = precision
         self.run_dir = Path(run_dir)
         if not self.run_dir.is_dir():
             raise FileNotFoundError(f"{self.run_dir}: no such run directory")
@@ -250,10 +257,10 @@ class Explorer:
             raise ValueError(f"a {self.model.model_type} model cannot sample")
         self.check_count("n", n)
         kw = self._sample_settings(temperature=temperature, truncation=truncation, steps=steps, guidance=guidance)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._precision(n):
             x = self.model.sample(n, labels=self._labels(label, n), generator=torch.Generator().manual_seed(seed),
                                   **kw)
-            return self.model.to_unit(x).cpu()
+        return self.model.to_unit(x.float()).cpu()
 
     def trajectory(self, n: int, seed: int, label: int | None = None, steps: int | None = None,
                    guidance: float | None = None, frames: int = 10) -> Tensor:
@@ -302,13 +309,26 @@ class Explorer:
         self.check_count("z", len(z))
         return z
 
+    def _precision(self, n: int):
+        """The autocast context for decoding or sampling a batch of n images: bf16 where it is faster (precision
+        "auto": batches of BF16_MIN_BATCH or more on hardware with native bf16; a single decode is slower in
+        bf16, docs/benchmarks.md "bf16 decode"), or as `precision` says; fp32 otherwise."""
+        from ..train.engine import autocast, bf16_native
+
+        dev, m = self.model.device, self.model
+        # "auto" leaves iterative samplers (diffusion: rounding would add up over the steps) in fp32
+        one_pass = not callable(getattr(m, "trajectory", None))
+        bf16 = self.precision == "bf16" or (self.precision == "auto" and one_pass and n >= BF16_MIN_BATCH
+                                            and bf16_native(dev))
+        return autocast(dev, "bf16" if bf16 else "fp32")
+
     def decode(self, z: Any, label: int | None = None) -> Tensor:
         """Latent codes (M, L) -> images. A conditional model decodes as class `label` (default 0)."""
         z = self.check_codes(z)
         if self.conditional and label is None:
             label = 0
-        with torch.inference_mode():
-            return latent.decode(self.model, z, self._labels(label, len(z)))
+        with torch.inference_mode(), self._precision(len(z)):
+            return latent.decode(self.model, z, self._labels(label, len(z))).float()
 
     def code(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         """Model inputs (M, C, H, W) -> latent codes (M, L) (a VAE's posterior mean). A conditional model

@@ -64,6 +64,20 @@ def check_precision(precision: str, device: torch.device) -> None:
                          f"precision=fp16 (with a gradient scaler) or fp32")
 
 
+def bf16_native(device: torch.device) -> bool:
+    """Whether `device` computes bfloat16 in hardware: a CUDA device that supports it, or a CPU with AVX512-BF16 or
+    AMX-BF16 (read from /proc/cpuinfo; False where that cannot be read). Elsewhere bf16 is emulated and slower."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """torch.autocast for `precision` on `device` (a no-op context for fp32). Losses that must stay fp32 (KL,
     log-likelihoods, gradient penalties) cast to float or switch autocast off themselves, saying so in code."""
