@@ -19,8 +19,7 @@ from genzoo import registry
 from genzoo.config import TrainConfig
 from genzoo.train import build_model
 from genzoo.train.engine import Trainer
-
-SYNCING = ("item", "__bool__", "__int__", "__float__", "__index__", "tolist", "cpu", "numpy")
+from genzoo.train.syncguard import HostSync, forbid_host_syncs
 
 
 def data_for(entry) -> str:
@@ -32,29 +31,6 @@ def data_for(entry) -> str:
 
 def main() -> None:
     torch.set_num_threads(1)
-    inside = {"on": False}
-    real = {m: getattr(torch.Tensor, m) for m in SYNCING}
-
-    def guard(method):
-        def wrapper(self, *a, **k):
-            if inside["on"]:
-                inside["on"] = False
-                raise AssertionError(f"Tensor.{method}")
-            return real[method](self, *a, **k)
-        return wrapper
-
-    for m in SYNCING:
-        setattr(torch.Tensor, m, guard(m))
-    step = Trainer._train_step
-
-    def guarded(self, batches):
-        inside["on"] = True
-        try:
-            return step(self, batches)
-        finally:
-            inside["on"] = False
-
-    Trainer._train_step = guarded
     root = str(Path(genzoo.__file__).parent)
     for name in sys.argv[1:] or registry.names():
         entry = registry.get(name)
@@ -62,11 +38,12 @@ def main() -> None:
         torch.manual_seed(0)
         tc = TrainConfig(steps=4, batch_size=8, log_every=2, sample_every=0, validate=False, progress=False)
         try:
-            Trainer(build_model(name, ds, preset="tiny"), ds, tc, None).fit()
+            with forbid_host_syncs():
+                Trainer(build_model(name, ds, preset="tiny"), ds, tc, None).fit()
             print(f"sync-free {name}", flush=True)
-        except AssertionError as e:
+        except HostSync as e:
             tb = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.startswith(root)
-                  and not f.filename.endswith("engine.py")]
+                  and not f.filename.endswith(("engine.py", "syncguard.py"))]
             where = "; ".join(f"{f.filename[len(root) + 1:]}:{f.lineno} {f.line}" for f in tb[-2:])
             print(f"SYNC {name}: {e}, {where}", flush=True)
 
