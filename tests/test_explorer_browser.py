@@ -53,12 +53,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_explorer(run_dir: Path, port: int, timeout: float = 90.0) -> tuple[subprocess.Popen, str]:
-    """Start `genzoo explore RUN --port PORT` and wait until it answers."""
+def start_explorer(runs: Path | list[Path], port: int, timeout: float = 90.0) -> tuple[subprocess.Popen, str]:
+    """Start `genzoo explore RUN [RUN_B] --port PORT` and wait until it answers (for every run)."""
+    runs = runs if isinstance(runs, list) else [runs]
     script = Path(sys.executable).with_name("genzoo")
     cmd = [str(script)] if script.exists() else [sys.executable, "-c", "from genzoo.cli import main; main()"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([*cmd, "explore", str(run_dir), "--port", str(port)], env=env,
+    proc = subprocess.Popen([*cmd, "explore", *map(str, runs), "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
@@ -66,7 +67,7 @@ def start_explorer(run_dir: Path, port: int, timeout: float = 90.0) -> tuple[sub
         if proc.poll() is not None:
             raise RuntimeError(f"genzoo explore exited with {proc.returncode}:\n{proc.stdout.read()}")
         try:
-            with urllib.request.urlopen(f"{url}/api/info", timeout=2) as r:
+            with urllib.request.urlopen(f"{url}/api/info?run={len(runs) - 1}", timeout=2) as r:
                 if r.status == 200:
                     return proc, url
         except OSError:

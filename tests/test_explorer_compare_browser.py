@@ -8,59 +8,17 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from test_explorer_browser import (ARTIFACTS, draw_stroke, free_port, image_of, launch, ready, settle,  # noqa: F401
-                                   stop, track_requests, unavailable, updates, wait_updated)
+from test_explorer_browser import (ARTIFACTS, browser, draw_stroke, free_port, image_of, playwright_api,  # noqa: F401
+                                   ready, settle, start_explorer, stop, track_requests, updates, wait_updated)
 
 pytestmark = pytest.mark.browser
-
-
-def start_explorer(runs: list[Path], port: int, timeout: float = 90.0) -> tuple[subprocess.Popen, str]:
-    script = Path(sys.executable).with_name("genzoo")
-    cmd = [str(script)] if script.exists() else [sys.executable, "-c", "from genzoo.cli import main; main()"]
-    proc = subprocess.Popen([*cmd, "explore", *map(str, runs), "--port", str(port)],
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"genzoo explore exited with {proc.returncode}:\n{proc.stdout.read()}")
-        try:
-            with urllib.request.urlopen(f"{url}/api/info?run=1", timeout=2) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"genzoo explore did not answer on {url} within {timeout:.0f} s")
-
-
-@pytest.fixture(scope="module")
-def playwright_api():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright is not installed: pip install 'genzoo[dev]'")
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(playwright_api):
-    b = launch(playwright_api)
-    yield b
-    b.close()
 
 
 @pytest.fixture(scope="module")
@@ -266,9 +224,7 @@ def docs_screenshots(run_a: Path, run_b: Path, out_dir: Path) -> list[Path]:
         with sync_playwright() as p:
             b = p.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_ARGS)
             pg = b.new_page(viewport={"width": 1400, "height": 900})
-            pg.pending = set()
-            pg.on("request", lambda r: pg.pending.add(r))
-            pg.on("requestfinished", lambda r: pg.pending.discard(r))
+            track_requests(pg)
             ready(pg, url)
             canvas = pg.locator("#map")
             canvas.scroll_into_view_if_needed()
