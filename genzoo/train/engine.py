@@ -162,7 +162,20 @@ class NoiseSource:
         return self._rows(torch.rand(n * self.world, *shape, generator=self.generator, device=self.device))
 
 
-class CosineSchedule:
+class _FactorSchedule:
+    """lr = base_lr * self.factor(step) for every parameter group; subclasses define `factor`."""
+
+    def _apply(self) -> None:
+        f = self.factor(self.step_n)
+        for g, b in zip(self.opt.param_groups, self.base):
+            g["lr"] = b * f
+
+    def step(self) -> None:
+        self.step_n += 1
+        self._apply()
+
+
+class CosineSchedule(_FactorSchedule):
     """lr = base_lr * f(step), f cosine-annealed to 0 at the run's total: f(s) = f0 (1 + cos(pi (s - s0) /
     (T - s0))) / 2 from segment start (s0, f0). A fresh run has (s0, f0) = (0, 1): the closed form
     (1 + cos(pi s / T)) / 2. Resuming with a larger total T' starts a new segment at the resumed step from the
@@ -178,15 +191,6 @@ class CosineSchedule:
     def factor(self, s: int) -> float:
         span = max(1, self.total - self.s0)
         return self.f0 * (1 + math.cos(math.pi * min(max(s - self.s0, 0), span) / span)) / 2
-
-    def _apply(self) -> None:
-        f = self.factor(self.step_n)
-        for g, b in zip(self.opt.param_groups, self.base):
-            g["lr"] = b * f
-
-    def step(self) -> None:
-        self.step_n += 1
-        self._apply()
 
     def state_dict(self) -> dict[str, Any]:
         return {"kind": "cosine", "total": self.total, "s0": self.s0, "f0": self.f0, "step": self.step_n,
@@ -212,7 +216,7 @@ class CosineSchedule:
         self._apply()
 
 
-class LinearSchedule:
+class LinearSchedule(_FactorSchedule):
     """lr = base_lr * f(step): constant, then linear decay to 0 — the pix2pix / CycleGAN schedule (Zhu et al.
     2017: 100 epochs constant, 100 decaying). With the plan (start, end) from TrainConfig and the run's total T:
     start = lr_decay_start (a step, or a fraction of T when below 1; default T/2, or 0 with lr_decay_steps), end =
@@ -249,15 +253,6 @@ class LinearSchedule:
         if self.end <= self.s0:
             return 0.0
         return self.f0 * max(0.0, 1.0 - (s - self.s0) / (self.end - self.s0))
-
-    def _apply(self) -> None:
-        f = self.factor(self.step_n)
-        for g, b in zip(self.opt.param_groups, self.base):
-            g["lr"] = b * f
-
-    def step(self) -> None:
-        self.step_n += 1
-        self._apply()
 
     def state_dict(self) -> dict[str, Any]:
         return {"kind": "linear", "total": self.total, "plan": list(self.plan), "s0": self.s0, "f0": self.f0,
