@@ -196,6 +196,22 @@ def test_torchrun_two_processes_end_with_identical_weights(tmp_path):
 
 
 # ---- lr_schedule=linear: constant, then linear decay to 0 (pix2pix / CycleGAN) ------------------------------
+def _train_stopped_after_checkpoint(monkeypatch, step: int, **train_kw) -> None:
+    """Train a tiny AE on mnist-mini that stops (KeyboardInterrupt) right after its checkpoint at `step`."""
+    from genzoo.train import engine
+    real = engine.Trainer.checkpoint
+
+    def stop(self, *a, **k):
+        real(self, *a, **k)
+        if self.step == step:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.Trainer, "checkpoint", stop)
+    with pytest.raises(KeyboardInterrupt):
+        genzoo.train("ae", "mnist-mini", preset="tiny", **train_kw)
+    monkeypatch.setattr(engine.Trainer, "checkpoint", real)
+
+
 def _linear_lrs(out: Path) -> dict[int, float]:
     """The logged LR after step s: the rate step s + 1 trains at (metrics.csv keeps 6 significant digits)."""
     return {int(r["step"]): float(r["lr"]) for r in R.read_metrics(out) if r.get("lr")}
@@ -225,21 +241,10 @@ def test_linear_schedule_resume_is_exact(tmp_path, monkeypatch):
     """A run stopped after its step-10 checkpoint and resumed to the same total equals the uninterrupted run
     bitwise (weights and LRs); so does one that stopped at its own end of 12 steps and is resumed to 20 when
     the decay's place does not depend on the total."""
-    from genzoo.train import engine
     s = {**FAST, "lr_schedule": "linear", "lr_decay_start": 0.3, "log_every": 1, "checkpoint_every": 10}
     full, part = tmp_path / "full", tmp_path / "part"
     genzoo.train("ae", "mnist-mini", out=full, preset="tiny", steps=20, settings=s)
-    real = engine.Trainer.checkpoint
-
-    def stop_at_10(self, *a, **k):
-        real(self, *a, **k)
-        if self.step == 10:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(engine.Trainer, "checkpoint", stop_at_10)
-    with pytest.raises(KeyboardInterrupt):
-        genzoo.train("ae", "mnist-mini", out=part, preset="tiny", steps=20, settings=s)
-    monkeypatch.setattr(engine.Trainer, "checkpoint", real)
+    _train_stopped_after_checkpoint(monkeypatch, 10, out=part, steps=20, settings=s)
     genzoo.train("ae", out=part, resume=True)
     assert same(weights(full), weights(part)) and _linear_lrs(full) == _linear_lrs(part)
     fixed = {**s, "lr_decay_start": 6, "lr_decay_steps": 10}
@@ -255,7 +260,6 @@ def test_linear_schedule_finished_run_extended_is_refused_and_interrupted_one_re
     was. An interrupted one resumed to a larger total keeps the factor it reached until the new plan's start,
     then falls linearly to 0 at the new end (closed form for a stop at step 15 of a 20-step run, decay from 10,
     resumed to 40 — new plan: decay from 20 to 40: f = f(15) = 1/2 up to step 20, then 1/2 (1 - (s - 20) / 20))."""
-    from genzoo.train import engine
     s = {**FAST, "lr_schedule": "linear", "log_every": 1, "checkpoint_every": 5}
     done = tmp_path / "done"
     genzoo.train("ae", "mnist-mini", out=done, preset="tiny", steps=20, settings=s)
@@ -264,17 +268,7 @@ def test_linear_schedule_finished_run_extended_is_refused_and_interrupted_one_re
         genzoo.train("ae", out=done, resume=True, steps=40)
     assert {p.name: p.read_bytes() for p in done.iterdir() if p.is_file() and p.name != ".lock"} == before
     out = tmp_path / "r"
-    real = engine.Trainer.checkpoint
-
-    def stop_at_15(self, *a, **k):
-        real(self, *a, **k)
-        if self.step == 15:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(engine.Trainer, "checkpoint", stop_at_15)
-    with pytest.raises(KeyboardInterrupt):
-        genzoo.train("ae", "mnist-mini", out=out, preset="tiny", steps=20, settings=s)
-    monkeypatch.setattr(engine.Trainer, "checkpoint", real)
+    _train_stopped_after_checkpoint(monkeypatch, 15, out=out, steps=20, settings=s)
     genzoo.train("ae", out=out, resume=True, steps=40)
     rows = _linear_lrs(out)
     assert sorted(rows) == list(range(1, 41))

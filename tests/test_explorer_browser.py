@@ -194,14 +194,21 @@ def server(tmp_path_factory):
 @pytest.fixture()
 def page(browser, server):
     """A fresh page that records every request, failure and error."""
-    pg = browser.new_page(viewport={"width": 1280, "height": 900})
+    yield from logged_page(browser, server, {"width": 1280, "height": 900})
+
+
+def logged_page(browser, url: str, viewport: dict):
+    """A page on `url` that logs requests (pg.log["requests"]; pending ones in pg.pending), failures and errors;
+    after the test (generator fixture body) it asserts there were no errors or failed requests."""
+    pg = browser.new_page(viewport=viewport)
     pg.log = {"requests": [], "failed": [], "errors": []}
+    track_requests(pg)
     pg.on("request", lambda r: pg.log["requests"].append(r.url))
     pg.on("requestfailed", lambda r: pg.log["failed"].append(f"{r.url}: {r.failure}"))
     pg.on("pageerror", lambda e: pg.log["errors"].append(str(e)))
     pg.on("console", lambda m: pg.log["errors"].append(m.text) if m.type == "error" else None)
     pg.on("response", lambda r: pg.log["failed"].append(f"{r.url}: HTTP {r.status}") if r.status >= 400 else None)
-    ready(pg, server)
+    ready(pg, url)
     yield pg
     assert not pg.log["errors"], pg.log["errors"]
     assert not pg.log["failed"], pg.log["failed"]

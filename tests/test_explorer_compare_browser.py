@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from test_explorer_browser import (ARTIFACTS, browser, draw_stroke, free_port, image_of, playwright_api,  # noqa: F401
-                                   ready, settle, start_explorer, stop, track_requests, updates, wait_updated)
+from test_explorer_browser import (ARTIFACTS, browser, draw_stroke, free_port, image_of, logged_page,  # noqa: F401
+                                   playwright_api, ready, settle, start_explorer, stop, track_requests, updates, wait_updated)
 
 pytestmark = pytest.mark.browser
 
@@ -44,18 +44,7 @@ def server(runs):
 
 @pytest.fixture()
 def page(browser, server):
-    pg = browser.new_page(viewport={"width": 1500, "height": 1000})
-    pg.log = {"failed": [], "errors": []}
-    track_requests(pg)
-    pg.on("requestfailed", lambda r: pg.log["failed"].append(f"{r.url}: {r.failure}"))
-    pg.on("pageerror", lambda e: pg.log["errors"].append(str(e)))
-    pg.on("console", lambda m: pg.log["errors"].append(m.text) if m.type == "error" else None)
-    pg.on("response", lambda r: pg.log["failed"].append(f"{r.url}: HTTP {r.status}") if r.status >= 400 else None)
-    ready(pg, server)
-    yield pg
-    assert not pg.log["errors"], pg.log["errors"]
-    assert not pg.log["failed"], pg.log["failed"]
-    pg.close()
+    yield from logged_page(browser, server, {"width": 1500, "height": 1000})
 
 
 def natural_pixels(page, img_id: str) -> np.ndarray:
