@@ -18,6 +18,7 @@ steps. `Trainer._train_step` is that step; tests/test_perf.py checks that it cal
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import shutil
@@ -69,10 +70,15 @@ def bf16_native(device: torch.device) -> bool:
     AMX-BF16 (read from /proc/cpuinfo; False where that cannot be read). Elsewhere bf16 is emulated and slower."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
+    return device.type == "cpu" and _cpu_has_bf16()
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_has_bf16() -> bool:
+    """AVX512-BF16 or AMX-BF16 in /proc/cpuinfo's flags, read once per process (the explorer asks per request)."""
     try:
-        flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "").split()
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
@@ -91,7 +97,6 @@ def with_precision(model: GenerativeModel, precision: str) -> GenerativeModel:
     """`model` with its generating capabilities (sample, decode, reconstruct, translate) run under autocast
     to `precision` and returning float32 — for `genzoo sample/evaluate --precision bf16`. Metric code (features,
     likelihoods) that calls other methods stays fp32. fp32: the model unchanged."""
-    import functools
 
     check_precision(precision, model.device)
     if precision == "fp32":
