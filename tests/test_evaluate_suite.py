@@ -177,6 +177,51 @@ def test_sample_metrics_of_a_replay_model_against_references():
     assert 1 < m["classifier_score"] < 10 and 0 < m["kl_to_uniform"] < np.log(10)
 
 
+class ReplayByClass(Replay):
+    """A class-conditional replay: asked for class y it returns a bank image of class (y + shift) % 10, so the
+    label accuracy evaluate reports is known in structure (shift 0: the classifier's accuracy on the bank;
+    shift 1: only its mistakes that land on the class asked for)."""
+
+    def __init__(self, bank01, bank_y):
+        super().__init__(bank01)
+        object.__setattr__(self, "config", ModelConfig(image_shape=tuple(bank01.shape[1:]), num_classes=10))
+        object.__setattr__(self.config, "conditional", True)
+        self.bank_y = bank_y
+
+    def sample(self, n, labels=None, generator=None, shift: int = 0):
+        assert labels is not None and len(labels) == n
+        out = []
+        for y in labels.tolist():
+            pool = torch.nonzero(self.bank_y == (y + shift) % 10).flatten()
+            out.append(self.bank[pool[torch.randint(len(pool), (1,), generator=generator)]])
+        return torch.cat(out)
+
+
+def test_label_accuracy_and_sample_settings_of_a_conditional_model():
+    """evaluate asks a conditional model for balanced labels, scores label_accuracy as the share of samples the
+    classifier assigns to the class asked for (checked against the classifier applied here to the same draws),
+    forwards sample_settings to model.sample and records them, and names a setting the model does not take."""
+    from genzoo.evaluate import get_classifier
+    from genzoo.evaluate.suite import draw_samples
+    train = gd.load("mnist-mini", "train")
+    model = ReplayByClass(train.x.float() / 255, train.y)
+    clf = get_classifier("mnist")
+    asked, acc = torch.arange(200) % 10, {}
+    for shift in (0, 1):
+        r = evaluate(model, metrics="modes", data="mnist-mini", n=200, sample_settings={"shift": shift} if shift
+                     else None)
+        with torch.no_grad():
+            pred = clf.probs(draw_samples(model, 200, seed=0, shift=shift)).argmax(1)
+        assert r["metrics"]["label_accuracy"] == pytest.approx(float((pred == asked).double().mean()))
+        assert r.get("sample_settings") == ({"shift": 1} if shift else None)
+        assert r["sampling_seconds"] >= 0
+        acc[shift] = r["metrics"]["label_accuracy"]
+    # the classifier is right on almost every replayed digit, so asking for y and getting y + 1 is mostly wrong
+    assert acc[0] > 0.9 and acc[1] < 0.1
+    with pytest.raises(ValueError, match=r"sample takes no steps \(its settings: shift\)"):
+        evaluate(model, metrics="modes", data="mnist-mini", n=200, sample_settings={"steps": 5})
+
+
 def test_custom_extractor_and_strict(ae_run):
     import genzoo
     model = genzoo.load(ae_run)
@@ -253,6 +298,11 @@ def test_cli_evaluate_and_compare(ae_run, tmp_path):
             else:
                 assert cell == "-", (run, key)
     assert saved2["metrics"]["mse"] != saved["metrics"]["mse"]  # other n, other sample: the rows can differ
+    # a sampler flag the model does not take: a clear error, and metrics.json is left as it was
+    before = (other / "metrics.json").read_text()
+    res = runner.invoke(app, ["evaluate", str(other), "--metrics", "fid", "--n", "100", "--guidance", "2"])
+    assert res.exit_code != 0 and "ae model's sample takes no guidance" in res.output, res.output
+    assert (other / "metrics.json").read_text() == before
     assert "different n" in table  # 200 vs 100
     res = runner.invoke(app, ["evaluate", str(ae_run), "--metrics", "bogus"])
     assert res.exit_code == 2 and "unknown metric 'bogus'" in res.output

@@ -80,6 +80,24 @@ def check_labels(model, labels: list[int], run: Path | str) -> None:
         raise ValueError(f"--labels: class {bad[0]} is out of range; {run} has classes 0..{k - 1}")
 
 
+def sample_settings(model, run: Path | str, **flags: Any) -> dict[str, Any]:
+    """The sampler settings given on the command line (None: not given) as model.sample keywords; a setting
+    the model's sample does not take is an error naming the model's own settings."""
+    kw = {k: v for k, v in flags.items() if v is not None}
+    model.check_sample_settings(kw, str(run), prefix="--")
+    return kw
+
+
+# the sampler flags of `sample` and `evaluate` (one definition: the same names and help in both)
+OPT_TRUNCATION = typer.Option(None, "--truncation", help="GANs: resample |z| > T")
+OPT_TEMPERATURE = typer.Option(None, "--temperature", help="scale of the prior / code Gaussian (default 1)")
+OPT_STEPS = typer.Option(None, "--steps", help="diffusion: number of sampling steps (DDIM)")
+OPT_SAMPLER = typer.Option(None, "--sampler", help="diffusion: ddim (default) | ddpm (all T steps)")
+OPT_ETA = typer.Option(None, "--eta", help="diffusion: DDIM noise, 0 deterministic .. 1 DDPM-like")
+OPT_GUIDANCE = typer.Option(None, "--guidance", help="diffusion: classifier-free guidance scale (0 "
+                            "unconditional, 1 conditional, > 1 guided)")
+
+
 def main() -> None:
     from . import commands  # noqa: F401  (registers every command module)
     app(prog_name="genzoo")

@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from ._app import app, check_labels, handle_errors, load_run, parse_labels, wrote
+from ._app import (OPT_ETA, OPT_GUIDANCE, OPT_SAMPLER, OPT_STEPS, OPT_TEMPERATURE, OPT_TRUNCATION, app, check_labels,
+                   handle_errors, load_run, parse_labels, sample_settings, wrote)
 
 data_app = typer.Typer(help="Datasets: list them, show one, download one.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -152,15 +153,12 @@ def sample_cmd(
     n: int = typer.Option(64, "-n", help="number of samples"),
     out: Path = typer.Option(..., "--out", "-o", help="FILE.png (a grid) or FILE.npy (uint8 N,H,W[,C])"),
     labels: Optional[str] = typer.Option(None, "--labels", help="classes for conditional models, e.g. 3,3,7"),
-    truncation: Optional[float] = typer.Option(None, "--truncation", help="GANs: resample |z| > T"),
-    temperature: Optional[float] = typer.Option(None, "--temperature",
-                                                help="scale of the prior / code Gaussian (default 1)"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="diffusion: number of sampling steps (DDIM)"),
-    sampler: Optional[str] = typer.Option(None, "--sampler", help="diffusion: ddim (default) | ddpm (all T steps)"),
-    eta: Optional[float] = typer.Option(None, "--eta", help="diffusion: DDIM noise, 0 deterministic .. 1 DDPM-like"),
-    guidance: Optional[float] = typer.Option(None, "--guidance",
-                                             help="diffusion: classifier-free guidance scale (0 unconditional, "
-                                                  "1 conditional, > 1 guided)"),
+    truncation: Optional[float] = OPT_TRUNCATION,
+    temperature: Optional[float] = OPT_TEMPERATURE,
+    steps: Optional[int] = OPT_STEPS,
+    sampler: Optional[str] = OPT_SAMPLER,
+    eta: Optional[float] = OPT_ETA,
+    guidance: Optional[float] = OPT_GUIDANCE,
     seed: int = typer.Option(0, "--seed"),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 (autocast; fp16 on CUDA)"),
 ) -> None:
@@ -188,16 +186,8 @@ def sample_cmd(
             raise ValueError(f"--labels gives {len(lab)} labels for -n {n}; give one label or n of them")
         y = torch.tensor(lab)
     # sampler settings go through one path, model.sample(**settings); a setting it does not take is an error
-    kw = {k: v for k, v in (("temperature", temperature), ("truncation", truncation), ("steps", steps),
-                            ("sampler", sampler), ("eta", eta), ("guidance", guidance)) if v is not None}
-    import inspect
-    params = inspect.signature(model.sample).parameters.values()
-    accepted = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD or p.kind is p.KEYWORD_ONLY]
-    accepted = [a for a in accepted if a not in ("n", "labels", "generator")]
-    bad = [k for k in kw if k not in accepted]
-    if bad:
-        raise ValueError(f"{run}: a {model.model_type} model's sample takes no {', '.join('--' + k for k in bad)} "
-                         f"(its settings: {', '.join('--' + a for a in accepted) or 'none'})")
+    kw = sample_settings(model, run, temperature=temperature, truncation=truncation, steps=steps, sampler=sampler,
+                         eta=eta, guidance=guidance)
     with torch.no_grad():
         x = model.sample(n, labels=y, generator=torch.Generator().manual_seed(seed), **kw)
     wrote(save_images(model.to_unit(x), out))

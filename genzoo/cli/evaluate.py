@@ -6,19 +6,21 @@ from typing import Optional
 
 import typer
 
-from ._app import app, handle_errors, wrote
+from ._app import (OPT_ETA, OPT_GUIDANCE, OPT_SAMPLER, OPT_STEPS, OPT_TEMPERATURE, OPT_TRUNCATION, app, handle_errors,
+                   wrote)
 
 METRICS_HELP = ("comma-separated: fid,kid,pr,dc,is,coverage,mse,psnr,ssim,elbo,nll,probe,knn "
                 "(default: every one that applies to the model)")
 
 
 def _evaluate(run: Path, metrics: Optional[str], n: int, k: int, data: Optional[str], seed: int,
-              threads: Optional[int], precision: str = "fp32") -> dict:
+              threads: Optional[int], precision: str = "fp32", settings: Optional[dict] = None) -> dict:
     from ..evaluate import evaluate
     if not (run / "config.json").exists():
         raise FileNotFoundError(f"{run}: not a run directory (no config.json)")
     if precision == "fp32":
-        return evaluate(run, metrics=metrics, n=n, k=k, data=data, seed=seed, threads=threads)
+        return evaluate(run, metrics=metrics, n=n, k=k, data=data, seed=seed, threads=threads,
+                        sample_settings=settings)
     # bf16/fp16: the model generates under autocast; the metrics themselves are computed in fp32
     import genzoo
     from ..data import run_data
@@ -26,7 +28,7 @@ def _evaluate(run: Path, metrics: Optional[str], n: int, k: int, data: Optional[
     data, options = run_data(run, data)  # the run's dataset with its data options (run.json)
     model = with_precision(genzoo.load(run), precision)
     result = evaluate(model, metrics=metrics, n=n, k=k, data=data, seed=seed, threads=threads,
-                      data_options=options)
+                      data_options=options, sample_settings=settings)
     return {**result, "run": str(run), "precision": precision}
 
 
@@ -43,6 +45,12 @@ def evaluate_cmd(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="JSON file (default: RUN/metrics.json)"),
     precision: str = typer.Option("fp32", "--precision", help="the model's sampling/decoding: fp32 | bf16 "
                                   "(autocast; fp16 on CUDA); metrics stay fp32"),
+    truncation: Optional[float] = OPT_TRUNCATION,
+    temperature: Optional[float] = OPT_TEMPERATURE,
+    steps: Optional[int] = OPT_STEPS,
+    sampler: Optional[str] = OPT_SAMPLER,
+    eta: Optional[float] = OPT_ETA,
+    guidance: Optional[float] = OPT_GUIDANCE,
 ) -> None:
     """Measure a trained run on the test split of its dataset and write metrics.json.
 
@@ -50,12 +58,20 @@ def evaluate_cmd(
     genzoo's own MNIST / Fashion-MNIST classifier as the feature extractor: domain FID is not comparable with
     published Inception FIDs.
 
-    Example: genzoo evaluate runs/vae --metrics fid,pr,coverage,mse --n 2000
+    The sampler flags (--truncation, --steps, --guidance, ...) are those of `genzoo sample`: the samples the
+    metrics score are drawn with them (recorded as "sample_settings"). A class-conditional model is asked for
+    balanced labels, and `modes` then also reports label_accuracy (samples classified as the class asked for).
+
+    Example: genzoo evaluate runs/vae --metrics fid,pr,coverage,mse --n 2000;
+    genzoo evaluate runs/ddpm --metrics fid,modes --steps 50 --guidance 2
     """
     from .._io import write_json
     from ..evaluate import format_result
 
-    result = _evaluate(run, metrics, n, k, data, seed, threads, precision)
+    flags = dict(truncation=truncation, temperature=temperature, steps=steps, sampler=sampler, eta=eta,
+                 guidance=guidance)
+    settings = {k: v for k, v in flags.items() if v is not None}
+    result = _evaluate(run, metrics, n, k, data, seed, threads, precision, settings)
     typer.echo(format_result(result))
     wrote(write_json(out or run / "metrics.json", result))
 

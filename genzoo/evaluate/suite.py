@@ -70,14 +70,21 @@ def draw_samples(model, n: int, seed: int = 0, batch_size: int = 500, **kw: Any)
     """n samples in [0, 1] (N, C, H, W), seeded. Class-conditional models get balanced labels 0, 1, ..., K-1,
     0, 1, ... so that mode coverage measures the model, not the label draw."""
     g = torch.Generator().manual_seed(seed)
-    conditional = getattr(model.config, "conditional", False)
-    k = getattr(model.config, "num_classes", 0)
+    asked = requested_labels(model, n)
     out = []
     for i in range(0, n, batch_size):
         b = min(batch_size, n - i)
-        labels = (torch.arange(i, i + b) % k) if conditional else None
+        labels = None if asked is None else asked[i:i + b]
         out.append(model.to_unit(model.sample(b, labels=labels, generator=g, **kw)).float().cpu())
     return torch.cat(out)
+
+
+def requested_labels(model, n: int) -> Tensor | None:
+    """The balanced labels 0, 1, ..., K-1, 0, 1, ... that `draw_samples` asks a class-conditional model for
+    (None for an unconditional one)."""
+    if not getattr(model.config, "conditional", False):
+        return None
+    return torch.arange(n) % model.config.num_classes
 
 
 @torch.no_grad()
@@ -191,7 +198,8 @@ def evaluate(run_or_model, metrics: str | list[str] | None = None, data: str | N
              k: int = 1000, extractor=None, seed: int = 0, batch_size: int = 500, root=None,
              out: str | Path | None = None, strict: bool = False, k_pr: int = 3, k_dc: int = 5,
              kid_subsets: int = 100, kid_subset_size: int = 1000, threads: int | None = None,
-             data_options: dict[str, Any] | None = None) -> dict[str, Any]:
+             data_options: dict[str, Any] | None = None,
+             sample_settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate a run directory (or a built model with `data=`) on the test split of its dataset, loaded with
     the run's data options (run.json "data_options"; or `data_options` with a model or another `data`).
 
@@ -199,6 +207,10 @@ def evaluate(run_or_model, metrics: str | list[str] | None = None, data: str | N
     {group: reason}, "note", "seconds"}; with `out`, also writes it as JSON. Groups that do not apply to the
     model are skipped with the reason (with `strict=True` they raise instead). `k` is the number of importance
     samples of the IWAE NLL; `k_pr`/`k_dc` the neighbour counts of precision/recall and density/coverage.
+    `sample_settings`: keywords of the model's `sample` for the sample metrics (e.g. {"truncation": 0.7}; a
+    diffusion model's {"steps": 50, "sampler": "ddim", "guidance": 2}), recorded in the result with the
+    sampling's wall seconds. A class-conditional model is asked for balanced labels, and `modes` then also
+    gives `label_accuracy`: the share of samples the classifier assigns to the class asked for.
     """
     from .._io import write_json
     from ..train.rundir import RUN
@@ -228,6 +240,8 @@ def evaluate(run_or_model, metrics: str | list[str] | None = None, data: str | N
                                     kid_subset_size=kid_subset_size, out=out, strict=strict,
                                     data_options=data_options)
     groups = parse_metrics(metrics)
+    sample_settings = dict(sample_settings or {})
+    model.check_sample_settings(sample_settings, str(run) if run else "evaluate")
     test = _load_like(model, data, "test", root, data_options)
     test = random_subset(test, n, seed)
     if extractor is None and any(g in SAMPLE_GROUPS for g in groups):
@@ -252,7 +266,11 @@ def evaluate(run_or_model, metrics: str | list[str] | None = None, data: str | N
 
     if any(g in SAMPLE_GROUPS for g in todo):
         torch.manual_seed(seed)
-        fake = draw_samples(model, len(test), seed=seed, batch_size=batch_size)
+        t_sample = time.perf_counter()
+        fake = draw_samples(model, len(test), seed=seed, batch_size=batch_size, **sample_settings)
+        result["sampling_seconds"] = round(time.perf_counter() - t_sample, 2)
+        if sample_settings:
+            result["sample_settings"] = sample_settings
         real01 = test.x.float() / 255
         if tuple(fake.shape[1:]) != tuple(real01.shape[1:]):
             raise ValueError(f"samples are shaped {tuple(fake.shape[1:])} but {data} images {tuple(real01.shape[1:])}")
@@ -273,6 +291,9 @@ def evaluate(run_or_model, metrics: str | list[str] | None = None, data: str | N
                 res["classifier_score"], res["classifier_score_std"] = M.classifier_score(probs)
             if "modes" in todo:
                 res.update(M.mode_coverage(probs))
+                asked = requested_labels(model, len(fake))
+                if asked is not None and probs.shape[1] == model.config.num_classes:
+                    res["label_accuracy"] = float((probs.argmax(1) == asked).double().mean())
         result["note"] = DOMAIN_NOTE
 
     if any(g in RECON_GROUPS for g in todo):

@@ -181,6 +181,23 @@ class GenerativeModel(nn.Module):
     def capabilities(self) -> list[str]:
         return [c for c in CAPABILITIES if self.can(c)]
 
+    @property
+    def sample_options(self) -> list[str]:
+        """The keyword settings this model's `sample` takes besides n, labels and generator (e.g. truncation;
+        steps, sampler, eta, guidance)."""
+        import inspect
+        params = inspect.signature(self.sample).parameters.values()
+        return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                and p.name not in ("n", "labels", "generator")]
+
+    def check_sample_settings(self, settings: dict[str, Any], where: str = "", prefix: str = "") -> None:
+        """A ValueError naming each setting `sample` does not take, and the ones it does."""
+        bad = [k for k in settings if k not in self.sample_options]
+        if bad:
+            ok = ", ".join(prefix + a for a in self.sample_options) or "none"
+            raise ValueError(f"{where + ': ' if where else ''}a {self.model_type} model's sample takes no "
+                             f"{', '.join(prefix + k for k in bad)} (its settings: {ok})")
+
     def encode(self, x: Tensor) -> Any:
         raise NotImplementedError(f"{type(self).__name__} cannot encode")
 
