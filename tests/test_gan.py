@@ -395,11 +395,14 @@ def test_instance_noise_anneals_to_zero():
     m = tiny("gan", ds, instance_noise=0.5, instance_noise_steps=10).train()
     x = torch.zeros(20000, 2, 1, 1)
     assert float(m._noisy(x).std()) == pytest.approx(0.5, rel=0.03)
-    m.generator_steps.fill_(5)
-    assert float(m._noisy(x).std()) == pytest.approx(0.25, rel=0.03)
-    m.generator_steps.fill_(10)
+    for _ in range(5):  # the counter the training step advances (and its Python-int mirror)
+        m._after_generator_step()
+    assert int(m.generator_steps) == 5 and float(m._noisy(x).std()) == pytest.approx(0.25, rel=0.03)
+    # a checkpoint at step 10 (what --resume loads) sets the mirror: the noise is gone
+    m.load_state_dict({**m.state_dict(), "generator_steps": torch.tensor(10)})
     assert float(m._noisy(x).abs().max()) == 0.0
-    m.eval().generator_steps.fill_(0)
+    m.load_state_dict({**m.state_dict(), "generator_steps": torch.tensor(0)})
+    m.eval()
     assert float(m._noisy(x).abs().max()) == 0.0  # never at evaluation
 
 

@@ -151,7 +151,7 @@ def test_compile_without_a_cxx_compiler_says_so(monkeypatch):
 # ---- the sync-free step ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name,kw", [("ae", {}), ("vae", {}), ("cvae", {}), ("gan", {}), ("wgan-gp", {"arch": "mlp"}),
                                      ("dcgan", {}), ("vae", {"__precision": "bf16"}), ("sagan", {}), ("biggan", {}),
-                                     ("progan", {})])
+                                     ("progan", {}), ("gan", {"instance_noise": 0.1, "instance_noise_steps": 5})])
 def test_step_calls_no_synchronising_method(name, kw):
     """Between log steps, Trainer._train_step (the whole step: batch, every phase's loss, backward,
     optimizer, schedulers, EMA) calls none of the tensor methods that wait for a GPU: on CPU we make them raise

@@ -562,6 +562,7 @@ class GAN(GenerativeModel):
         # load_state_dict sets the mirror from it.
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
         self._images_seen = 0
+        self._generator_steps = 0  # the same kind of mirror of `generator_steps` (instance noise's annealing)
         self._step_images = 0
         self.init_ema(self.generator)  # engine-level EMA of G (config `ema`; the engine updates it every step)
 
@@ -702,7 +703,7 @@ class GAN(GenerativeModel):
             return x
         sigma = c.instance_noise
         if c.instance_noise_steps:
-            sigma *= max(0.0, 1.0 - float(self.generator_steps) / c.instance_noise_steps)
+            sigma *= max(0.0, 1.0 - self._generator_steps / c.instance_noise_steps)  # the int mirror: no sync
         return x + sigma * torch.randn_like(x) if sigma > 0 else x
 
     def _mean_output(self, logits: Tensor) -> Tensor:
@@ -780,6 +781,7 @@ class GAN(GenerativeModel):
         """Count generator steps and the real images seen (the progan schedule's clock). The EMA of G is
         updated by the engine after the step (`model.ema.update()`)."""
         self.generator_steps += 1
+        self._generator_steps += 1
         self.images_seen += self._step_images  # in place on the device: no read-back
         self._images_seen += self._step_images
 
@@ -807,8 +809,8 @@ class GAN(GenerativeModel):
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Also reads runs saved before the EMA moved to the engine: their `ema_weights.<name with _>` buffers
         become `ema.module.<name>`, and the EMA copy's buffers (batch-norm statistics) come from the live G; and
-        runs saved before the `images_seen` counter (it starts at 0). Sets the progan schedule's Python-int
-        mirror of `images_seen` from the loaded buffer."""
+        runs saved before the `images_seen` counter (it starts at 0). Sets the Python-int mirrors of
+        `images_seen` (progan's schedule) and `generator_steps` (instance noise) from the loaded buffers."""
         if "images_seen" not in state_dict:  # runs saved before the progan counter existed (none are progan)
             state_dict = {**state_dict, "images_seen": self.images_seen.detach().clone()}
         if any(k.startswith("ema_weights.") for k in state_dict) and "ema" in self._modules:
@@ -821,7 +823,8 @@ class GAN(GenerativeModel):
                 if "generator." + name in state_dict:
                     state_dict.setdefault("ema.module." + name, state_dict["generator." + name])
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        self._images_seen = int(self.images_seen)  # the schedule's Python-int mirror (one read, at load time)
+        self._images_seen = int(self.images_seen)  # the Python-int mirrors (one read each, at load time)
+        self._generator_steps = int(self.generator_steps)
         return result
 
     def phases(self) -> list[Phase]:
