@@ -239,7 +239,7 @@ def test_map_is_cached_in_the_run_directory(ae_run, monkeypatch):
     model, out = ae_run
     ex = Explorer(out, map_points=300)
     first = ex.latent_map("pca")
-    cache = out / "explorer" / "map-pca-mnist-mini-300.npz"
+    cache = out / "explorer" / "map-pca-mnist-mini-300-s0.npz"
     assert cache.exists() and not list(cache.parent.glob("*.tmp"))
     import genzoo.latent
 
@@ -264,10 +264,14 @@ def test_tsne_map_decodes_near_its_points(ae_run, test_set):
     m = c.get("/api/map", params={"method": "tsne"}).json()
     xy = np.array(m["xy"]).reshape(-1, 2)
     assert xy.shape == (250, 2)
+    # the points are a seeded class-stratified sample of the test images (25 of each digit, not the first 250)
+    from genzoo.evaluate.subsets import random_subset
+    sub = random_subset(test_set, 250, seed=0)
+    assert np.bincount(m["labels"], minlength=10).tolist() == [25] * 10 == np.bincount(sub.y.numpy()).tolist()
     # exactly on a map point, the inverse-distance weighting returns (almost only) that point's code
     r = c.get("/api/map/decode.png", params={"method": "tsne", "x": xy[7, 0], "y": xy[7, 1]})
     with torch.no_grad():
-        ref = model.decode(model.code(model.prepare(test_set.x[7:8])))
+        ref = model.decode(model.code(model.prepare(sub.x[7:8])))
     assert close(png_array(r.content), u8(ref), tol=2)
 
 

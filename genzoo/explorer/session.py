@@ -30,7 +30,7 @@ from .curves import Curves
 from .limits import LimitError, Limits
 from .uploads import WORK_SIDE, border_level, open_image, to_model_pixels
 
-MAP_POINTS = 2000  # test images on the latent map (the first ones of the test split)
+MAP_POINTS = 2000  # test images on the latent map (a seeded sample of the test split, stratified by class)
 CACHE_DIR = "explorer"  # inside the run directory
 MAX_IMAGES = Limits.max_images  # per request (the default; Explorer.limits holds the server's)
 
@@ -434,11 +434,13 @@ class Explorer:
         return found
 
     def test_codes(self) -> tuple[Tensor, Tensor | None]:
-        """Codes (N, L) and classes (N,) of the first `map_points` test images (true classes given to a
-        conditional encoder)."""
+        """Codes (N, L) and classes (N,) of `map_points` test images, a seeded sample stratified by class (the
+        first N of a folder sorted by class would be one class; all of them when the split is no larger), with
+        the true classes given to a conditional encoder."""
         def compute():
             with torch.inference_mode():
-                return latent.encode_dataset(self.model, self.test, self.map_points, use_labels=self.conditional)
+                return latent.encode_dataset(self.model, self.test, self.map_points, use_labels=self.conditional,
+                                             seed=0)
         return self._once("codes", compute)
 
     def directions(self) -> dict[int, Tensor]:
@@ -461,7 +463,7 @@ class Explorer:
 
     def _map_cache(self, method: str) -> Path:
         name = str(self.data_name).replace("/", "_").replace(":", "_").replace("\\", "_")
-        return self.run_dir / CACHE_DIR / f"map-{method}-{name}-{self.map_points}.npz"
+        return self.run_dir / CACHE_DIR / f"map-{method}-{name}-{self.map_points}-s0.npz"  # s0: the sample's seed
 
     def _load_or_compute_map(self, method: str) -> LatentMap:
         path = self._map_cache(method)
