@@ -220,6 +220,29 @@ def test_file_attribute_direction_reads_images(tmp_path):
     assert np.allclose(d.numpy(), x[smiling].mean(0) - x[~smiling].mean(0), atol=1e-4)
 
 
+def test_file_attribute_direction_samples_both_sides_of_a_rare_attribute(tmp_path):
+    """Only the last 2 of 10 listed images have the attribute: the first 4 rows would hold none of them; n=4
+    takes both and 2 of the 8 without, so the direction is mean(with) - the mean of some pair without."""
+    from itertools import combinations
+    from PIL import Image
+    rng = np.random.default_rng(1)
+    pix = rng.integers(0, 256, size=(10, 2, 2), dtype=np.uint8)
+    bald = np.arange(10) >= 8
+    lines = ["10", "Bald"]
+    for i, p in enumerate(pix):
+        Image.fromarray(p).save(tmp_path / f"{i}.png")
+        lines.append(f"{i}.png {1 if bald[i] else -1}")
+    (tmp_path / "attr.txt").write_text("\n".join(lines) + "\n")
+    d = lt.file_attribute_direction(Identity(4, shape=(1, 2, 2)), tmp_path / "attr.txt", tmp_path, "Bald", n=4)
+    x = pix.reshape(10, 4) / 255 * 20 - 10
+    rest = x[bald].mean(0) - d.numpy()  # the mean of the images without the attribute that were used
+    assert any(np.allclose(rest, x[[i, j]].mean(0), atol=1e-4) for i, j in combinations(range(8), 2))
+    rows = lt.attributes.balanced_rows(torch.tensor(bald), 9).tolist()
+    assert len(rows) == len(set(rows)) == 9 and rows == sorted(rows)
+    counts = [int(torch.tensor(bald)[lt.attributes.balanced_rows(torch.tensor(bald), m)].sum()) for m in (4, 9, 10)]
+    assert counts == [2, 2, 2]  # both rare rows whenever n allows; n = 10 is every row
+
+
 # ---- sampling ----------------------------------------------------------------------------------------------
 def test_fit_gaussian_samples_have_the_codes_statistics():
     g = torch.Generator().manual_seed(4)

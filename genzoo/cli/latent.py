@@ -185,7 +185,8 @@ def shift_cmd(
                                                                       "mean(this class) instead of the rest"),
     alphas: str = typer.Option("-2,-1,0,1,2", "--alphas", help="multiples of the direction, one column each"),
     out: Path = typer.Option(..., "--out", "-o", help="FILE.png (one row per image) or FILE.npy"),
-    n: int = typer.Option(5000, "-n", help="images used to estimate the direction (a seeded sample, stratified by class)"),
+    n: int = typer.Option(5000, "-n", help="images used to estimate the direction (a seeded sample, stratified by "
+                           "class; for an attribute, half with it and half without)"),
     attr_file: Optional[Path] = typer.Option(None, "--attr-file", help="CelebA-style attribute table"),
     image_dir: Optional[Path] = typer.Option(None, "--image-dir", help="folder of the images the table names"),
     data: Optional[str] = typer.Option(None, "--data"),
@@ -209,9 +210,7 @@ def shift_cmd(
             raise ValueError("--attr-file needs --image-dir, the folder holding the images it names")
         direction = lt.attributes.file_attribute_direction(model, attr_file, image_dir, attribute, n)
     elif ds.meta.get("attributes"):  # a dataset with an attribute table (celeba): --attribute Blond_Hair
-        from ..data.celeba import attribute_mask
-        mask = attribute_mask(ds, attribute)[:n]
-        direction = lt.attribute_direction(lt.encode_dataset(model, ds, n)[0], mask)
+        direction = lt.attributes.dataset_attribute_direction(model, ds, attribute, n)  # half with it, half without
     else:
         if ds.y is None:
             raise ValueError(f"{ds.name} has no labels: use --attr-file and --image-dir for attributes")
@@ -272,9 +271,7 @@ def arithmetic_cmd(
                 raise ValueError(f"{spec}: no images of that class among the {n} sampled from {ds.name}")
             values[name] = means[k]
         elif spec.startswith("attr:"):  # attribute direction of a dataset with an attribute table (celeba)
-            from ..data.celeba import attribute_mask
-            values[name] = lt.attribute_direction(lt.encode_dataset(model, ds, n)[0],
-                                                  attribute_mask(ds, spec[5:])[:n])
+            values[name] = lt.attributes.dataset_attribute_direction(model, ds, spec[5:], n)
         elif spec.isdigit() or Path(spec).exists():
             values[name] = lt.encode(model, _image(spec, model, ds)[0])[0]
         else:
