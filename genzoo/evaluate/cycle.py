@@ -63,11 +63,12 @@ def translate_all(model, x_uint8: Tensor, direction: str, batch_size: int = 500)
 @torch.no_grad()
 def cycle_metrics(model, data: str | gdata.Dataset, n: int = 10_000, batch_size: int = 500, root=None,
                   kid: bool = True, kid_subsets: int = 100, kid_subset_size: int = 1000,
-                  seed: int = 0) -> dict[str, Any]:
+                  seed: int = 0, data_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every metric of the module docstring for each direction: {"metrics": {key_direction: value},
-    "extractors": {direction: name}, "n": {direction: (n_source, n_reference)}, "skipped": {...}}."""
+    "extractors": {direction: name}, "n": {direction: (n_source, n_reference)}, "skipped": {...}}. `data`: a
+    dataset name (loaded with `data_options`, e.g. {"size": 64}) or a loaded two-domain Dataset."""
     model.eval()
-    test = gdata.load(data, "test", root=root) if isinstance(data, str) else data
+    test = gdata.load(data, "test", root=root, **(data_options or {})) if isinstance(data, str) else data
     dom = domains(test)
     dom = {"a": random_subset(dom["a"], n, seed), "b": random_subset(dom["b"], n, seed + 1)}
     res: dict[str, Any] = {}
