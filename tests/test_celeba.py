@@ -109,3 +109,45 @@ def test_latent_shift_with_celeba_attribute(celeba_root, tmp_path, monkeypatch):
     r = CliRunner().invoke(app, ["latent", "shift", str(run), "--images", "0", "--attribute", "Blond",
                                  "--split", "train", "--out", str(out)])
     assert r.exit_code == 2 and "no attribute 'Blond'" in r.output and "Blond_Hair" in r.output
+
+
+def test_explorer_attribute_sliders_on_celeba(celeba_root, tmp_path, monkeypatch):
+    """The explorer's attributes panel on a celeba run slides along the attribute table's directions: the
+    direction of Blond_Hair is the code of the blond test image minus the code of the other (the test split
+    holds 2 images, one blond), checked against the model's own codes of the loaded images; an attribute that
+    the test images hold on one side only has no direction, and saying so is an error naming it."""
+    pytest.importorskip("httpx2")
+    from fastapi.testclient import TestClient
+
+    from genzoo.explorer import Explorer, create_app
+    from genzoo.explorer.limits import TOKEN_HEADER
+    from genzoo.train import train
+
+    monkeypatch.setenv("GENZOO_DATA", str(celeba_root))
+    run = tmp_path / "ae"
+    model = train("ae", "celeba", out=run, preset="tiny", steps=2, batch_size=4,
+                  settings={"progress": False, "validate": False, "sample_every": 0}).eval()
+    ex = Explorer(run, precision="fp32")
+    info = ex.info()
+    assert info["directions"] == NAMES and "attributes" in info["panels"]
+    test = gd.load("celeba", "test")
+    blond = attribute_mask(test, "Blond_Hair")
+    assert blond.tolist() == [False, True]  # ROWS 5 and 6, the two of partition 2
+    with torch.no_grad():
+        codes = model.code(model.prepare(test.x)).double()
+    want = codes[1] - codes[0]
+    got = ex.directions()[NAMES.index("Blond_Hair")].double()
+    assert torch.allclose(got, want, atol=1e-5)
+    assert set(ex.directions()) == {NAMES.index("Blond_Hair")}  # the others are one-sided in the test split
+    app = create_app(ex, allowed_hosts=["testserver"])
+    c = TestClient(app, headers={TOKEN_HEADER: app.state.token})
+    z = codes[0].tolist()
+    r = c.post("/api/attributes.png", json={"z": z, "alphas": {"1": 1.0}})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    with torch.no_grad():
+        ref = model.to_unit(model.decode(torch.tensor([z], dtype=torch.float32) + want.float()))
+    shown = np.asarray(Image.open(__import__("io").BytesIO(r.content)))
+    ref_u8 = (ref[0].permute(1, 2, 0).numpy() * 255).round().astype(int)
+    assert np.abs(shown.astype(int).reshape(ref_u8.shape) - ref_u8).max() <= 1
+    r = c.post("/api/attributes.png", json={"z": z, "alphas": {"2": 1.0}})
+    assert r.status_code == 400 and "no direction for attribute 2" in r.json()["detail"]

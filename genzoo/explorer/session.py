@@ -166,7 +166,7 @@ class Explorer:
         out = ["samples"] if m.can("sample") else []
         if self.map_methods():
             out += ["map", "draw", "interpolate"]
-            if self.test.y is not None and self.classes:
+            if self.direction_names():
                 out.append("attributes")
         elif m.can("reconstruct"):
             out.append("draw")
@@ -191,7 +191,8 @@ class Explorer:
             entry, cfg = R.read_config(self.run_dir)
             return {**run, "model_type": entry.name, "data": self.data_name, "data_error": None,
                     "image_shape": list(cfg.image_shape), "latent_dim": None, "parameters": None, "capabilities": [],
-                    "panels": [], "conditional": False, "classes": None, "sample_options": [], "trajectory": False,
+                    "panels": [], "conditional": False, "classes": None, "directions": None, "sample_options": [],
+                    "trajectory": False,
                     "test_size": 0, "map_methods": [], "background": "dark", "steps": self.run_info.get("step"),
                     "wall_time_s": None, "validation": {}, "metrics": self.metrics, "config": {}, "noise": None}
         m = self.model
@@ -202,6 +203,7 @@ class Explorer:
             "data_error": self.data_error, "image_shape": list(m.config.image_shape), "latent_dim": m.latent_dim,
             "parameters": sum(p.numel() for p in m.parameters()), "capabilities": m.capabilities,
             "panels": self.panels(), "conditional": self.conditional, "classes": self.classes,
+            "directions": self.direction_names(),
             "sample_options": self.sample_options(),
             "trajectory": callable(getattr(m, "trajectory", None)), "test_size": len(self.test) if self.test is not None else 0,
             "map_methods": self.map_methods(), "background": "light" if self.background > 127 else "dark",
@@ -355,12 +357,14 @@ class Explorer:
         return walk(za, zb, torch.tensor(ts, dtype=torch.float64))
 
     def shift(self, z: Any, alphas: dict[int, float]) -> Tensor:
-        """z + sum_c alpha_c d_c, d_c the direction towards class c (genzoo.latent.class_direction)."""
+        """z + sum_c alpha_c d_c, d_c the direction of slider c (a class: genzoo.latent.class_direction; an
+        attribute: genzoo.latent.attribute_direction)."""
         z = self.check_codes(z)
         directions = self.directions()
         for c, alpha in sorted(alphas.items()):
             if c not in directions:
-                raise ValueError(f"no direction for class {c}: expected one of {sorted(directions)}")
+                what = "class" if self.test is not None and self.test.y is not None else "attribute"
+                raise ValueError(f"no direction for {what} {c}: expected one of {sorted(directions)}")
             z = latent.shift(z, directions[c], float(alpha))
         return z
 
@@ -443,13 +447,32 @@ class Explorer:
                                              seed=0)
         return self._once("codes", compute)
 
+    def direction_names(self) -> list[str] | None:
+        """What the attribute sliders move along: the classes of a labelled test set, else the attribute table's
+        columns (celeba: Blond_Hair, Eyeglasses, ...), else None."""
+        if self.test is None:
+            return None
+        if self.test.y is not None and self.classes:
+            return list(self.classes)
+        return list(self.test.meta["attributes"]) if self.test.meta.get("attributes") else None
+
     def directions(self) -> dict[int, Tensor]:
-        """Class index -> direction mean(codes of the class) - mean(codes of the others)."""
+        """Slider index -> direction, from the map's codes: for a class, mean(codes of the class) - mean(codes of
+        the others); for an attribute, mean(codes with it) - mean(codes without it) (attributes that the sample
+        holds on one side only have none)."""
         def compute():
             codes, labels = self.test_codes()
-            if labels is None:
-                raise ValueError(f"{self.data_name} has no classes to take directions from")
-            return {int(c): latent.class_direction(codes, labels, int(c)) for c in labels.unique()}
+            if labels is not None:
+                return {int(c): latent.class_direction(codes, labels, int(c)) for c in labels.unique()}
+            if not self.direction_names():
+                raise ValueError(f"{self.data_name} has no classes or attributes to take directions from")
+            from ..data.celeba import attribute_values
+            from ..evaluate.subsets import subset_indices
+            n = len(self.test)  # the rows test_codes encoded: evaluate's seeded subset, or the whole split
+            rows = subset_indices(n, self.map_points, None, 0) if self.map_points < n else torch.arange(n)
+            values = attribute_values(self.test)[rows]  # (N, A) bool
+            return {a: latent.attribute_direction(codes, values[:, a]) for a in range(values.shape[1])
+                    if 0 < int(values[:, a].sum()) < len(rows)}
         return self._once("directions", compute)
 
     def latent_map(self, method: str) -> LatentMap:

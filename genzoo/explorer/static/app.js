@@ -515,7 +515,8 @@ function initAttributes(v) {
   const info = v.info, $v = v.$;
   let z = null;
   const box = $v("attr-sliders");
-  info.classes.forEach((c, i) => {
+  const names = info.directions || [];  // the classes, or the attribute table's columns (celeba)
+  names.forEach((c, i) => {
     const label = document.createElement("span"); label.textContent = c;
     const input = document.createElement("input");
     Object.assign(input, { type: "range", min: "-3", max: "3", step: "0.1", value: "0" });
@@ -525,8 +526,8 @@ function initAttributes(v) {
     input.oninput = (e) => { out.value = Number(input.value).toFixed(1); render(); if (e) emit("alpha", v, { cls: c, value: input.value }); };
     box.append(label, input, out);
   });
-  v.on.alpha = ({ cls, value }) => {  // the same class name in the other run's dataset
-    const i = info.classes.indexOf(cls);
+  v.on.alpha = ({ cls, value }) => {  // the same class (or attribute) name in the other run's dataset
+    const i = names.indexOf(cls);
     const input = box.querySelector(`input[data-cls='${i}']`);
     if (input) { input.value = value; input.oninput(null); }
   };
