@@ -199,6 +199,62 @@ def test_a_ring8_gan_shows_real_and_generated_points_over_d(browser, tmp_path_fa
         stop(proc)
 
 
+def test_two_translation_runs_each_have_a_linked_translate_panel(browser, tmp_path_factory):
+    """Two cyclegan runs side by side (different seeds and steps, so their outputs differ): each has its own
+    translate panel, each panel shows what the server's translate route answers for its run, and a test index
+    chosen in A's panel goes to B's too."""
+    import base64
+
+    import genzoo.data as gd
+    from PIL import Image
+    from genzoo.train import train
+    root = tmp_path_factory.mktemp("compare-translate")
+    a, b = root / "cyc-a", root / "cyc-b"
+    for out, steps, seed in ((a, 40, 0), (b, 10, 1)):
+        train("cyclegan", "mnist-mini-thick", out=out, preset="tiny", steps=steps, seed=seed,
+              settings={"log_every": 10, "sample_every": 0, "progress": False, "validate": False, "batch_size": 8})
+    test = gd.load("mnist-mini-thick", "test")
+    proc, url = start_explorer([a, b], free_port())
+    try:
+        pg = browser.new_page(viewport={"width": 1500, "height": 1000})
+        errors = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.on("response", lambda r: errors.append(f"{r.url}: HTTP {r.status}") if r.status >= 400 else None)
+        track_requests(pg)
+        ready(pg, url)
+        assert pg.locator("#panel-translate").is_visible() and pg.locator("#panel-translate-r1").is_visible()
+
+        def pixels(img_id: str) -> np.ndarray:
+            src = pg.eval_on_selector(f"#{img_id}", "e => e.src")
+            return np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("L"))
+
+        def served(run: int, index: int) -> np.ndarray:
+            src = pg.evaluate("([i, k]) => fetch(`/api/translate/test?index=${k}&run=${i}`, {headers: "
+                              "{'X-Genzoo-Token': document.querySelector('meta[name=genzoo-token]').content}})"
+                              ".then(r => r.json()).then(j => j.output)", [run, index])
+            return np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("L"))
+
+        wait_updated(pg, "tr-output", 0)
+        wait_updated(pg, "tr-output-r1", 0)
+        n = [updates(pg, "tr-output"), updates(pg, "tr-output-r1")]
+        pg.locator("#tr-index").fill("5")
+        pg.locator("#tr-index").dispatch_event("change")
+        wait_updated(pg, "tr-output", n[0])
+        wait_updated(pg, "tr-output-r1", n[1])
+        settle(pg, ["tr-output", "tr-output-r1"])
+        assert pg.locator("#tr-index-r1").input_value() == "5"  # linked
+        for img in ("tr-source", "tr-source-r1"):  # both panels translate test image 5 of domain A
+            assert np.array_equal(pixels(img), test.x[5, 0].numpy())
+        out_a, out_b = pixels("tr-output"), pixels("tr-output-r1")
+        assert np.array_equal(out_a, served(0, 5)) and np.array_equal(out_b, served(1, 5))
+        assert np.abs(out_a.astype(int) - out_b.astype(int)).mean() > 1  # B's panel is B's model, not A's
+        pg.locator("#pair-translate").screenshot(path=str(ARTIFACTS / "compare-translate.png"))
+        assert not errors, errors
+        pg.close()
+    finally:
+        stop(proc)
+
+
 # ---- docs screenshots ---------------------------------------------------------------------------------------------
 def docs_screenshots(run_a: Path, run_b: Path, out_dir: Path) -> list[Path]:
     """Open `genzoo explore RUN_A RUN_B`, pin a point on A's map, and write the map and curves pairs into `out_dir`

@@ -109,7 +109,6 @@ function pairUp(n) {
   }
   const main = $("panels");
   for (const sec of [...main.querySelectorAll(":scope > section.panel")]) {
-    if (sec.id === "panel-translate") continue;  // one run's panel (translate.js): not paired
     const pair = document.createElement("div");
     pair.className = "pair";
     pair.id = `pair-${sec.id.slice("panel-".length)}`;
@@ -124,11 +123,11 @@ function pairUp(n) {
   document.body.classList.add("compare");
 }
 
-// The panels of view v (run A's ids have no suffix, run B's end in -r1); the translate panel is run A's alone.
+// The panels of view v (run A's ids have no suffix, run B's end in -r1).
 function sectionsOf(v) {
   return [...document.querySelectorAll("section.panel")].filter((s) => {
     const m = s.id.match(/-r(\d+)$/);
-    return s.id !== "panel-translate" && (m ? Number(m[1]) : 0) === v.i;
+    return (m ? Number(m[1]) : 0) === v.i;
   });
 }
 
@@ -791,12 +790,12 @@ async function main() {
   for (const v of views) {
     header(v);
     const info = v.info;
-    for (const p of info.panels) if (v.$(`panel-${p}`) && p !== "translate") v.$(`panel-${p}`).hidden = false;
+    for (const p of info.panels) if (v.$(`panel-${p}`)) v.$(`panel-${p}`).hidden = false;
     if (info.curves) v.$("panel-curves").hidden = false;
     if (multi) for (const sec of sectionsOf(v)) sec.querySelector("h2").dataset.run = `${v.letter}: ${info.run} (${info.model_type})`;
   }
   if (multi) {
-    for (const name of ["samples", "map", "draw", "interpolate", "attributes", "denoise", "points"]) markAbsent(name, (v) => v.info.panels.includes(name));
+    for (const name of ["samples", "map", "draw", "interpolate", "attributes", "denoise", "points", "translate"]) markAbsent(name, (v) => v.info.panels.includes(name));
     markAbsent("curves", (v) => v.info.curves);
   }
   const work = [];
@@ -813,6 +812,7 @@ async function main() {
     if (has("attributes")) initAttributes(v);
     if (has("denoise")) initDenoise(v);
     if (has("points")) initPoints(v);
+    if (has("translate")) initTranslate(v).catch((e) => showError(v.$("tr-error"), e));
   }
   // the curves last, and their first answer drawn before the page says it is ready (no layout shift after)
   await Promise.all(views.filter((v) => v.info.curves).map(initCurves));

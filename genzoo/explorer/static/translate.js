@@ -1,13 +1,12 @@
-// genzoo explorer: the translate panel (pix2pix, srgan, ...). Loaded after pen.js and app.js and uses their
-// helpers (pen; $, getJson, live, setImage, uploadType, query). It starts itself once the page is parsed, when
-// the run's panels include "translate".
+// genzoo explorer: the translate panel (pix2pix, srgan, cyclegan, ...), one per view like the other panels
+// (run B's ids end in -r1). Loaded after pen.js and before app.js, which calls initTranslate(v) for each view
+// whose run has the "translate" panel; it uses app.js's helpers (getJson, live, setImage, uploadType, emit).
+// Linked with the other run's panel: the same test index and the same upload.
 "use strict";
 
-async function initTranslatePanel() {
-  const info = await getJson("/api/info");
-  if (!(info.panels || []).includes("translate")) return;
-  const t = await getJson("/api/translate/info");
-  $("panel-translate").hidden = false;
+async function initTranslate(v) {
+  const info = v.info, $ = v.$;
+  const t = await getJson(v.url("/api/translate/info"));
   const dark = info.background !== "light";
   const canvas = $("tr-draw");
   if (t.derive) { $("tr-derive-box").hidden = false; $("tr-derive-label").textContent = t.derive_label; }
@@ -56,12 +55,12 @@ async function initTranslatePanel() {
   let onTest = true;  // what the direction selector re-runs: the test image, or the drawing / upload
   const fromTest = live(async () => {
     onTest = true;
-    show(await getJson(`/api/translate/test?${query({ index: Number($("tr-index").value), direction: direction() })}`));
+    show(await getJson(v.url("/api/translate/test", { index: Number($("tr-index").value), direction: direction() })));
   }, $("tr-error"));
   const send = live(async (body) => {
     onTest = false;
     const p = { fit: $("tr-fit").checked, derive: t.derive ? $("tr-derive").checked : null, direction: direction() };
-    show(await getJson(`/api/translate?${query(p)}`, { method: "POST", headers: { "Content-Type": uploadType(body) }, body }));
+    show(await getJson(v.url("/api/translate", p), { method: "POST", headers: { "Content-Type": uploadType(body) }, body }));
   }, $("tr-error"));
   let source = null;
   const sendCanvas = () => canvas.toBlob((b) => send(b), "image/png");
@@ -73,19 +72,25 @@ async function initTranslatePanel() {
   $("tr-fit").onchange = resend;
   $("tr-derive").onchange = resend;
   $("tr-direction").onchange = () => { labelDomains(); return onTest ? fromTest() : resend(); };
-  $("tr-index").onchange = fromTest;
-  $("tr-rand").onclick = () => { $("tr-index").value = Math.floor(Math.random() * Math.max(1, domain().test_size)); fromTest(); };
+  const toIndex = (i) => {  // a test index given here or in the twin panel (clamped to this run's domain)
+    $("tr-index").value = String(Math.min(Math.max(0, i), Math.max(0, domain().test_size - 1)));
+    fromTest();
+  };
+  $("tr-index").onchange = () => { fromTest(); emit("tr-index", v, Number($("tr-index").value)); };
+  $("tr-rand").onclick = () => {
+    const i = Math.floor(Math.random() * Math.max(1, domain().test_size));
+    toIndex(i);
+    emit("tr-index", v, i);
+  };
+  v.on["tr-index"] = toIndex;
+  const useFile = async (file) => { source = file; send(file); await board.showFile(file); };
   $("tr-upload").onchange = async (e) => {
     const file = e.target.files[0];
     e.target.value = "";
     if (!file) return;
-    source = file;
-    send(file);
-    await board.showFile(file);
+    emit("tr-upload", v, file);
+    await useFile(file);
   };
+  v.on["tr-upload"] = useFile;
   if (domain().test_size > 0) fromTest();
 }
-
-document.addEventListener("DOMContentLoaded", () => {
-  initTranslatePanel().catch((e) => showError($("tr-error"), e));
-});
