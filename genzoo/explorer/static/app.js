@@ -737,8 +737,9 @@ function initCurves(v) {
       const slider = $v("curves-step");
       slider.max = String(grids.length - 1);
       if (following) slider.value = slider.max;
-      showGrid(grids[Number(slider.value)]);
+      return showGrid(grids[Number(slider.value)]);  // the first poll waits for it (the page is ready after)
     }
+    return null;
   };
   const showGrid = live(async (step) => {
     if (step === gridStep) return;
@@ -759,7 +760,7 @@ function initCurves(v) {
       if (!document.hidden) {
         const r = await getJson(v.url("/api/metrics", { known: etag }));
         if (r.changed) {
-          etag = r.etag; last = r; render();
+          etag = r.etag; last = r; await render();
           if (v.curvesChanged) v.curvesChanged(r);
           if (v.info.waiting) {  // the first checkpoint may be there now: then the page shows the model's panels
             const info = await getJson(v.url("/api/info"));
