@@ -100,6 +100,9 @@ OPT_GUIDANCE = typer.Option(None, "--guidance", help="diffusion: classifier-free
 
 def main() -> None:
     from . import commands  # noqa: F401  (registers every command module)
+    if sys.argv[1:2] != ["explore"]:  # batch commands reuse their heap pages; the server hands memory back
+        from .._memory import steady_heap
+        steady_heap()
     app(prog_name="genzoo")
 
 
