@@ -10,7 +10,6 @@ keyed by the weights' hash) and never modified after it is built.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import io
 import threading
 from dataclasses import dataclass
@@ -151,7 +150,7 @@ class Explorer:
     def sample_options(self) -> list[str]:
         """The sampling knobs `model.sample` names explicitly (temperature, truncation; diffusion: steps,
         guidance for a conditional model)."""
-        params = inspect.signature(self.model.sample).parameters
+        params = self.model.sample_options
         opts = [p for p in ("temperature", "truncation", "steps") if p in params]
         if "guidance" in params and self.conditional:
             opts.append("guidance")
@@ -443,9 +442,16 @@ class Explorer:
         the true classes given to a conditional encoder."""
         def compute():
             with torch.inference_mode():
-                return latent.encode_dataset(self.model, self.test, self.map_points, use_labels=self.conditional,
-                                             seed=0)
+                return latent.encode_dataset(self.model, self.test.subset(self.map_rows()),
+                                             use_labels=self.conditional)
         return self._once("codes", compute)
+
+    def map_rows(self) -> Tensor:
+        """The test images on the map (their indices): evaluate's seeded class-stratified subset of
+        `map_points`, or the whole split in order when it is no larger."""
+        from ..evaluate.subsets import subset_indices
+        n = len(self.test)
+        return subset_indices(n, self.map_points, self.test.y, 0) if self.map_points < n else torch.arange(n)
 
     def direction_names(self) -> list[str] | None:
         """What the attribute sliders move along: the classes of a labelled test set, else the attribute table's
@@ -467,12 +473,9 @@ class Explorer:
             if not self.direction_names():
                 raise ValueError(f"{self.data_name} has no classes or attributes to take directions from")
             from ..data.celeba import attribute_values
-            from ..evaluate.subsets import subset_indices
-            n = len(self.test)  # the rows test_codes encoded: evaluate's seeded subset, or the whole split
-            rows = subset_indices(n, self.map_points, None, 0) if self.map_points < n else torch.arange(n)
-            values = attribute_values(self.test)[rows]  # (N, A) bool
+            values = attribute_values(self.test)[self.map_rows()]  # (N, A) bool: the rows test_codes encoded
             return {a: latent.attribute_direction(codes, values[:, a]) for a in range(values.shape[1])
-                    if 0 < int(values[:, a].sum()) < len(rows)}
+                    if 0 < int(values[:, a].sum()) < len(values)}
         return self._once("directions", compute)
 
     def latent_map(self, method: str) -> LatentMap:
