@@ -213,24 +213,33 @@ def translation_table(rows: list[dict], kind: str) -> str:
     return "\n".join(lines)
 
 
-def sections(models: list[str], datas: list[str], args, img_dir: Path, describe) -> list[str]:
+def sections(models: list[str], datas: list[str], args, img_dir: Path, describe, on_row=None) -> list[str]:
     """Score every model on every base dataset: one table per (dataset, data kind), each headed by
-    `describe(data, kind, extractor)`. Translation models without a task on a base are left out (printed)."""
-    out = []
+    `describe(data, kind, extractor)`. Translation models without a task on a base are left out (printed).
+    `on_row(row)` is called after each model (the row's "base" is the base dataset)."""
+    rows = []
     for data in datas:
-        by_kind: dict[str, list[dict]] = {}
         for name in models:
             if task_data(name, data) is None:
                 print(f"[{data}] {name}: no {data}-{TASK.get(name)} dataset, left out", flush=True)
                 continue
             print(f"[{data}] {name} ({PRESET.get(name, 'default')}) ...", flush=True)
-            row = score(name, data, args, args.work, img_dir)
-            by_kind.setdefault(row["kind"], []).append(row)
+            row = {**score(name, data, args, args.work, img_dir), "base": data}
+            rows.append(row)
             print(table([row]).splitlines()[-1], flush=True)
+            if on_row is not None:
+                on_row(row)
+    return tables(rows, describe)
+
+
+def tables(rows: list[dict], describe) -> list[str]:
+    """One markdown table per (base dataset, data kind) of `rows`, in the rows' order of base datasets."""
+    out = []
+    for data in dict.fromkeys(r["base"] for r in rows):
         for kind in ("images", "paired", "unpaired"):
-            rows = by_kind.get(kind)
-            if rows:
-                out.append(f"{describe(data, kind, rows[0]['extractor'] or '-')}\n\n{table(rows)}")
+            rs = [r for r in rows if r["base"] == data and r["kind"] == kind]
+            if rs:
+                out.append(f"{describe(data, kind, rs[0]['extractor'] or '-')}\n\n{table(rs)}")
     return out
 
 

@@ -232,5 +232,18 @@ def split_settings(
     return model, train
 
 
+def preset_settings(model_cls: type, preset: str | None, name: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    """The (model config keys, TrainConfig keys) of preset `preset` of `model_cls` ({}, {} for None). A preset
+    is a recipe: its model keys build the model; its training keys (batch size, LR schedule, gradient clipping,
+    ...) are defaults of the run that `--set` and the command's options override."""
+    if preset is None:
+        return {}, {}
+    presets = model_cls.PRESETS
+    if preset not in presets:
+        raise ValueError(f"preset {preset!r} is not defined for {name or model_cls.__name__}; presets: "
+                         f"{', '.join(presets) or 'none'}")
+    return split_settings(model_cls, dict(presets[preset]), source=f"preset {preset!r} of {name or model_cls.__name__}")
+
+
 def replace(cfg: Any, **changes: Any) -> Any:
     return dataclasses.replace(cfg, **changes)

@@ -80,6 +80,27 @@ def test_yaml_config_and_print_config(tmp_path):
     assert r.exit_code == 2 and "bad.yaml: expected a mapping" in r.output
 
 
+def test_a_preset_carries_training_keys_that_options_override(tmp_path):
+    """`--preset recommended` is a recipe: ddpm's holds batch 64, the cosine LR schedule and gradient clipping
+    (the measured ~50-CPU-minute run); --batch-size and --set override them; a real run records them."""
+    r = gz("train", "ddpm", "--preset", "recommended", "--print-config")
+    d = json.loads(r.output)
+    assert (d["train"]["batch_size"], d["train"]["lr_schedule"], d["train"]["grad_clip"]) == (64, "cosine", 1.0)
+    assert d["model"]["lr"] == 1e-3 and d["model"]["widths"] == [16, 32, 64]
+    r = gz("train", "ddpm", "--preset", "recommended", "--batch-size", "8", "--set", "grad_clip=none",
+           "--print-config")
+    d = json.loads(r.output)
+    assert (d["train"]["batch_size"], d["train"]["lr_schedule"], d["train"]["grad_clip"]) == (8, "cosine", None)
+    out = tmp_path / "cyc"
+    r = gz("train", "cyclegan", "--data", "mnist-mini-thick", "--preset", "recommended", "--steps", "2",
+           "--set", "base=2", "--set", "d_base=2", "--out", out, *QUIET, "--set", "validate=false")
+    assert r.exit_code == 0, r.output
+    tc = json.loads((out / "run.json").read_text())["train_config"]
+    assert tc["batch_size"] == 16 and tc["lr_schedule"] == "linear" and tc["lr_decay_start"] == 0.5
+    r = runner.invoke(app, ["train", "ae", "--preset", "nonesuch", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "preset 'nonesuch' is not defined for ae" in r.output
+
+
 def test_resume_continues_from_cli(ae_run):
     r = gz("train", "ae", "--out", ae_run, "--resume", "--steps", "50", *QUIET)
     assert r.exit_code == 0, r.output

@@ -160,8 +160,9 @@ def test_cli_lecture_list_and_anomaly_ood(tmp_path):
 
 
 def test_recommended_presets_hold_the_measured_recipes():
-    """Every image model of the scoreboard has `--preset recommended`, with the recipe docs/benchmarks.md measured."""
+    """Every registered model has `--preset recommended`, with the recipe docs/benchmarks.md measured."""
     from genzoo import data as gd
+    from genzoo import registry
     from genzoo.train import build_model
     ds = gd.load("mnist-mini", "test")
     want = {"ae": {"arch": "conv", "latent_dim": 32}, "denoising-ae": {"arch": "conv"},
@@ -169,9 +170,15 @@ def test_recommended_presets_hold_the_measured_recipes():
             "vae": {"hidden": (500, 500), "latent_dim": 50}, "cvae": {"hidden": (500, 500), "conditional": True},
             "gan": {"arch": "dcgan", "spectral_norm": True}, "dcgan": {"spectral_norm": True},
             "cgan": {"spectral_norm": False, "conditional": True}, "wgan": {"clip": 0.01, "k": 5},
-            "wgan-gp": {"gradient_penalty": 10.0, "spectral_norm": False}}
+            "wgan-gp": {"gradient_penalty": 10.0, "spectral_norm": False},
+            "sagan": {"channels": 16}, "biggan": {"channels": 16, "ema": 0.995},
+            "progan": {"channels": 16, "phase_images": 9000}, "ddpm": {"lr": 1e-3, "widths": (16, 32, 64)},
+            "pix2pix": {"base": 32, "n_layers": 2}, "srgan": {"blocks": 6, "gan_weight": 0.0},
+            "cyclegan": {"n_blocks": 3, "d_layers": 2}}
+    assert set(want) == set(registry.names())  # every registered model has its recipe
     for name, fields in want.items():
-        cfg = build_model(name, ds, "recommended").config
+        data = {"pix2pix": "mnist-mini-edges", "srgan": "mnist-mini-sr4", "cyclegan": "mnist-mini-thick"}.get(name)
+        cfg = build_model(name, gd.load(data, "test") if data else ds, "recommended").config
         assert {k: getattr(cfg, k) for k in fields} == fields, name
 
 

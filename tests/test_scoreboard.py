@@ -100,3 +100,40 @@ def test_compare_shows_translation_runs(tiny_train, tmp_path):
     tgt = test.target.numpy().astype(np.float64) / 255
     psnr = np.mean(10 * np.log10(1 / ((out - tgt) ** 2).mean(axis=(1, 2, 3))))
     assert float(p[head.index("psnr")]) == pytest.approx(psnr, rel=2e-3)
+
+
+@pytest.fixture(scope="module")
+def budget(sb):
+    spec = importlib.util.spec_from_file_location("scoreboard_budget", REPO / "benchmarks" / "scoreboard_budget.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_budget_scoreboard_rows_accumulate_under_one_protocol(budget):
+    """Rows from separate calls merge into one store (a rerun replaces its row), the tables list every stored
+    row and name the registered models not yet run; a row measured under another protocol is refused."""
+    models = budget.all_models()
+    assert {"ddpm", "sagan", "biggan", "progan", "vae", "pix2pix", "cyclegan"} <= set(models)
+    proto = {"preset": "recommended", "budget_cpu_s": 600.0, "n": 10000, "nll_n": 1000, "k": 1000, "seed": 0}
+    row = lambda model, base, fid, kind="images": {"model": model, "base": base, "kind": kind, "preset": "recommended",  # noqa: E731
+                                                   "data": base, "cpu_min": 10.0, "steps": 100, "img_per_cpu_s": 5.0,
+                                                   "extractor": base, "fid": fid, "measured": "2026-12-02",
+                                                   "total_cpu_min": 12.5}
+    store = budget.merge(None, proto, row("vae", "mnist", 50.0))
+    store = budget.merge(store, proto, row("dcgan", "mnist", 70.0))
+    store = budget.merge(store, proto, row("vae", "mnist", 40.0))  # rerun: replaces
+    store = budget.merge(store, proto, row("vae", "fashion-mnist", 90.0))
+    assert len(store["rows"]) == 3 and store["rows"]["mnist/vae"]["fid"] == 40.0
+    md = budget.render(store, models, "docs/img")
+    mnist_table = md.split("**mnist**")[1].split("**fashion-mnist**")[0]
+    assert "| vae | recommended |" in mnist_table and "| 40.00 |" in mnist_table and "| 50.00 |" not in mnist_table
+    order = [m for m in models if m in ("vae", "dcgan")]  # rows follow the models' order
+    assert (mnist_table.index("| vae |") < mnist_table.index("| dcgan |")) == (order == ["vae", "dcgan"])
+    todo = md.split("Not yet run on mnist at this budget: ")[1].split(".")[0].split(", ")
+    assert "vae" not in todo and "dcgan" not in todo and "ddpm" in todo and "cyclegan" in todo
+    fashion_todo = md.split("Not yet run on fashion-mnist at this budget: ")[1].split(".")[0].split(", ")
+    assert "cyclegan" not in fashion_todo and "vae" not in fashion_todo  # no fashion-mnist-thick task
+    assert "3 rows" in md and "37.5 CPU minutes" in md
+    with pytest.raises(SystemExit, match="budget_cpu_s.*600.*300"):
+        budget.merge(store, {**proto, "budget_cpu_s": 300.0}, row("ae", "mnist", 1.0))

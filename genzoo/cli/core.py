@@ -80,7 +80,7 @@ def train_cmd(
                                        "default mnist-mini, or the run's own with --resume)"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of model and training keys"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="key=value override (repeatable)"),
-    preset: Optional[str] = typer.Option(None, "--preset", help="named size preset, e.g. tiny"),
+    preset: Optional[str] = typer.Option(None, "--preset", help="named preset, e.g. tiny; `recommended` is the measured recipe (model and training keys; --set and the options override it)"),
     epochs: Optional[int] = typer.Option(None, "--epochs"),
     steps: Optional[int] = typer.Option(None, "--steps"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
@@ -124,9 +124,10 @@ def train_cmd(
     if latent_dim is not None and "latent_dim" not in field_names(entry.config_class):
         raise ValueError(f"{model} has no latent_dim")
     if print_config:
-        from ..config import from_dict
+        from ..config import from_dict, preset_settings
         from ..train import _data_options
         m_set, t_set = split_settings(entry.config_class, settings, source="settings")
+        t_set = {**preset_settings(entry.config_class, preset, model)[1], **t_set}  # the preset's training keys
         ds = gd.load(data or "mnist-mini", "train", **_data_options(data, data_options, image_size))
         built = build_model(model, ds, preset=preset, **m_set)
         typer.echo(json.dumps({"model_type": model, "model": to_dict(built.config),

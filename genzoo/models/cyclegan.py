@@ -169,6 +169,9 @@ class CycleGANConfig(ModelConfig):
         "tiny": {"base": 4, "n_blocks": 1, "d_base": 4, "d_layers": 2, "pool_size": 8},
         # 28x28 digits on a CPU: width 16, 3 residual blocks at 7x7, 34x34 patches (docs/cyclegan.md)
         "mnist": {"base": 16, "n_blocks": 3, "d_base": 16, "d_layers": 2},
+        # docs/cyclegan.md's MNIST <-> thick run: batch 16, constant LR for half the run, then linear to 0
+        "recommended": {"base": 16, "n_blocks": 3, "d_base": 16, "d_layers": 2, "batch_size": 16,
+                        "lr_decay_start": 0.5},
         # the paper's 256x256 setting: 9 residual blocks, 70x70 PatchGAN
         "paper": {"base": 64, "n_blocks": 9, "d_base": 64, "d_layers": 3},
     }

@@ -245,6 +245,8 @@ class SAGANConfig(GANConfig):
         "tiny": {"latent_dim": 8, "channels": 4, "embed_dim": 8},
         # MNIST on a CPU budget (docs/benchmarks.md): G widths 64 -> 32 -> 16, D 16 -> 32 -> 64
         "mnist": {"channels": 16},
+        # the 20-CPU-minute recipe of docs/benchmarks.md (benchmarks/gan_lineage.py: batch 64)
+        "recommended": {"channels": 16, "batch_size": 64},
     }
 
 
@@ -269,6 +271,7 @@ class BigGANConfig(SAGANConfig):
         # MNIST on a CPU budget: SAGAN's mnist widths; a shorter EMA window (~200 steps) for a run of a few
         # thousand steps (the paper starts its 0.9999 EMA after 20k steps)
         "mnist": {"channels": 16, "ema": 0.995},
+        "recommended": {"channels": 16, "ema": 0.995, "batch_size": 64},  # the 20-CPU-minute recipe (batch 64)
     }
 
 
@@ -295,6 +298,9 @@ class ProGANConfig(GANConfig):
         # MNIST on a CPU budget (docs/benchmarks.md): widths 64 / 32 / 16 at 7 / 14 / 28, 12,000 images per phase
         # (the whole schedule, 60,000 images, takes ~5 of 8 CPU minutes; 25,000 per phase did not finish in 8)
         "mnist": {"channels": 16, "phase_images": 12_000},
+        # the 20-CPU-minute recipe: 9,000 images per phase leaves ~70% of the run to 28x28, as the official
+        # schedule does (gan_lineage.progan_phase_images); batch 64
+        "recommended": {"channels": 16, "phase_images": 9_000, "batch_size": 64},
     }
 
 

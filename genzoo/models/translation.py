@@ -210,6 +210,7 @@ class Pix2PixConfig(ModelConfig):
         # 28x28 digits: U-Net 32-64-128-256 (padded to 32, 2x2 bottleneck), 34x34 PatchGAN
         "mnist": {"base": 32, "d_base": 32, "n_layers": 2},
         "l1": {"gan_weight": 0.0},
+        "recommended": {"base": 32, "d_base": 32, "n_layers": 2, "batch_size": 32},  # docs/translation.md's run
     }
 
     def __post_init__(self) -> None:
@@ -295,6 +296,10 @@ class SRGANConfig(ModelConfig):
         # 28x28 digits: 32 channels, 6 blocks, 5x5 head/tail; 1e-3 lr for short CPU runs
         "mnist": {"channels": 32, "blocks": 6, "head": 5, "lr": 1e-3, "d_base": 32, "n_layers": 2},
         "srresnet-mnist": {"channels": 32, "blocks": 6, "head": 5, "lr": 1e-3, "gan_weight": 0.0},
+        # one run from scratch: the SRResNet stage of docs/translation.md (batch 32, cosine LR). The SRGAN
+        # fine-tune is a second run on top of it (`--preset mnist --set init_from=RUN --set gan_weight=0.01`)
+        "recommended": {"channels": 32, "blocks": 6, "head": 5, "lr": 1e-3, "gan_weight": 0.0, "batch_size": 32,
+                        "lr_schedule": "cosine"},
     }
 
     def __post_init__(self) -> None:

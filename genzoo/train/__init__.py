@@ -12,7 +12,7 @@ import torch
 
 from .. import data as gdata
 from .. import registry
-from ..config import TrainConfig, from_dict, split_settings
+from ..config import TrainConfig, from_dict, preset_settings, split_settings
 from ..models.base import GenerativeModel
 from . import distributed as D
 from . import rundir as R
@@ -27,10 +27,7 @@ def build_model(name: str, dataset: gdata.Dataset | None = None, preset: str | N
     entry = registry.get(name)
     cfg = entry.config_class
     values: dict[str, Any] = {}
-    if preset is not None:
-        if preset not in cfg.PRESETS:
-            raise ValueError(f"preset {preset!r} is not defined for {name}; presets: {', '.join(cfg.PRESETS) or 'none'}")
-        values.update(cfg.PRESETS[preset])
+    values.update(preset_settings(cfg, preset, name)[0])  # its training keys: train() applies them
     if dataset is not None:
         values.setdefault("image_shape", dataset.shape)
         values.setdefault("num_classes", dataset.num_classes)
@@ -68,11 +65,12 @@ def train(model: str | GenerativeModel, data: str | gdata.Dataset | None = None,
         if isinstance(model, str):
             entry = registry.get(model)
             model_settings, train_settings = split_settings(entry.config_class, settings)
+            recipe = preset_settings(entry.config_class, preset, model)[1]  # the preset's training defaults
         else:
-            model_settings, train_settings = {}, settings
+            model_settings, train_settings, recipe = {}, settings, {}
             if set(train_settings) - set(TrainConfig.__dataclass_fields__):
                 raise ValueError(f"unknown training keys {sorted(set(train_settings) - set(TrainConfig.__dataclass_fields__))}")
-        tc = from_dict(TrainConfig, {**train_settings, **train_kw}, source="training settings")
+        tc = from_dict(TrainConfig, {**recipe, **train_settings, **train_kw}, source="training settings")
         if data is None or isinstance(data, str):
             gdata.check_options(data or "mnist-mini", data_options)
         new_run = (model_settings, tc)
