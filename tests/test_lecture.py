@@ -190,7 +190,11 @@ def test_only_keeps_the_other_claims_of_an_earlier_report(tmp_path):
     assert names == ["linear-pca", "wgan-critic"]  # the earlier linear-pca result is kept, in claim order
     again = json.loads((tmp_path / "results.json").read_text())["claims"]
     assert again[0]["numbers"] == first[0]["numbers"]
-    assert "`linear-pca`" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "`linear-pca`" in report
+    total = sum(c["cpu_s"] for c in again) / 60  # the header sums both claims' own times, not this call's
+    assert f"2 claims at scale 'tiny', seed 0; {total:.1f} CPU minutes summed over the claims' own times " \
+           f"(this call reran 1:" in report
 
 
 # ---- subsets: seeded, stratified samples, never the first n (issue 17) ----------------------------------

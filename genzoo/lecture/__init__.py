@@ -48,10 +48,15 @@ def run(only: Sequence[str] | None = None, scale: str = "quick", out: str | Path
         log(f"    -> {r.verdict} ({r.cpu_s:.0f} CPU s)" + (f": {r.why}" if r.verdict == "error" else ""))
         items.append((c, r))
     wall, cpu = time.time() - w0, time.process_time() - c0
+    ran = len(items)
     if only:
         items = _with_earlier(items, Path(out), scale)
-    header = (f"{len(items)} claims at scale '{scale}', seed {seed}; {cpu / 60:.1f} CPU minutes "
-              f"({wall / 60:.1f} min wall) on this machine, torch threads {torch.get_num_threads()}. "
+    summed = sum(r.cpu_s for _, r in items) / 60
+    spent = (f"{cpu / 60:.1f} CPU minutes ({wall / 60:.1f} min wall)" if ran == len(items) else
+             f"{summed:.1f} CPU minutes summed over the claims' own times (this call reran {ran}: {cpu / 60:.1f} "
+             f"CPU min, {wall / 60:.1f} min wall; the others are kept from earlier calls)")
+    header = (f"{len(items)} claims at scale '{scale}', seed {seed}; {spent} on this machine, torch threads "
+              f"{torch.get_num_threads()}. "
               f"Verdicts follow the rule stated in each claim; 'does not hold at this scale' means the measure "
               f"did not show it with these models and budgets.")
     paths = write_report(items, Path(out), scale, header)
@@ -60,7 +65,7 @@ def run(only: Sequence[str] | None = None, scale: str = "quick", out: str | Path
 
 def _with_earlier(items: list, out: Path, scale: str) -> list:
     """With --only: the claims not rerun keep their results from `out`/results.json (same scale), so the
-    report still lists every claim; the header's time counts only this call."""
+    report still lists every claim; the header then sums the claims' own CPU times and states this call's."""
     import json
     try:
         old = json.loads((out / "results.json").read_text())
