@@ -7,16 +7,19 @@ test images and samples, every metric that applies, a sample grid per model). Re
 Rows accumulate: each scored model is merged into a row store (`--write-doc`: docs/scoreboard_budget.json,
 else `--work`/scoreboard_budget.json) as soon as it is measured, and the tables are rebuilt from the whole store
 (docs/benchmarks.md between the `scoreboard-budget` markers with `--write-doc`), listing the models not yet run;
-so the ~7 CPU hours can be spent a few models at a time, and a killed run keeps every finished row. A store
-holds one protocol (budget, n, NLL n, k, seed): other options are an error unless `--fresh` starts a new store.
+so the ~7 CPU hours can be spent a few models at a time (also by processes side by side: the store is updated
+under a lock; or in separate `--work` stores joined by `--merge`), and a killed run keeps every finished row. A
+store holds one protocol (budget, n, NLL n, k, seed): other options are an error unless `--fresh` starts anew.
 
     GENZOO_DATA=../shared/data python benchmarks/scoreboard_budget.py --smoke     # seconds: checks the pipeline
     GENZOO_DATA=../shared/data python benchmarks/scoreboard_budget.py --data mnist --models ae,vae --write-doc
         [--models ...] [--data mnist,fashion-mnist] [--budget 600] [--work runs/scoreboard-budget]
+    GENZOO_DATA=../shared/data python benchmarks/scoreboard_budget.py --write-doc --merge runs/other/scoreboard_budget.json
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import sys
 import time
@@ -47,15 +50,15 @@ def protocol(args) -> dict:
             "seed": args.seed}
 
 
-def merge(store: dict | None, proto: dict, row: dict, source: str = "the store") -> dict:
-    """`store` with `row` added (replacing the row of the same base dataset and model). A store holds one
-    protocol: a row measured under another is refused, naming both."""
+def merge(store: dict | None, proto: dict, rows: list[dict], source: str = "the store") -> dict:
+    """`store` with `rows` added (each replacing the row of the same base dataset and model). A store holds one
+    protocol: rows measured under another are refused, naming both."""
     if store and store.get("protocol") != proto:
         raise SystemExit(f"{source}: its rows were measured under {store.get('protocol')}, this run under {proto}; "
                          f"use the same options, or --fresh to start a new store")
-    rows = dict((store or {}).get("rows", {}))
-    rows[f"{row['base']}/{row['model']}"] = row
-    return {"protocol": proto, "rows": rows}
+    merged = dict((store or {}).get("rows", {}))
+    merged.update({f"{r['base']}/{r['model']}": r for r in rows})
+    return {"protocol": proto, "rows": merged}
 
 
 def describe_for(proto: dict):
@@ -104,6 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--write-doc", action="store_true",
                    help="merge the rows into docs/scoreboard_budget.json and rewrite the tables in docs/benchmarks.md")
     p.add_argument("--fresh", action="store_true", help="start a new row store (drop the stored rows)")
+    p.add_argument("--merge", type=Path, nargs="+", default=None, metavar="STORE",
+                   help="merge the rows of these row stores (scoreboard_budget.json of another --work) into this "
+                        "one and rewrite the tables; trains nothing")
     args = p.parse_args(argv)
     s = args.smoke
     args.budget = args.budget if args.budget is not None else (5.0 if s else 600.0)
@@ -117,30 +123,47 @@ def main(argv: list[str] | None = None) -> None:
     for m in models:
         registry.get(m)  # unknown names fail before any work
     store_path = ROOT / "docs" / "scoreboard_budget.json" if args.write_doc else args.work / "scoreboard_budget.json"
-    proto = protocol(args)
-    store = None if args.fresh or not store_path.exists() else json.loads(store_path.read_text())
-    if store is not None:
-        merge(store, proto, {"base": "-", "model": "-"}, str(store_path))  # a protocol mismatch fails now
-    img_dir = ROOT / "docs" / "img" if args.write_doc else args.work / "img"
+    img_dir = ROOT / "docs" / "img" / "budget" if args.write_doc else args.work / "img"  # not the 30-s grids
     shown_dir = img_dir.relative_to(ROOT) if img_dir.is_relative_to(ROOT) else img_dir
-    t0 = [time.process_time()]
 
-    def on_row(row: dict) -> None:
-        nonlocal store
-        now = time.process_time()
-        row = {**row, "measured": time.strftime("%Y-%m-%d"), "total_cpu_min": (now - t0[0]) / 60}
-        t0[0] = now
-        store = merge(store, proto, row, str(store_path))
-        write_json(store_path, store)
+    def publish(store: dict) -> None:
         body = render(store, everything, str(shown_dir))
         write_text(args.work / "scoreboard_budget.md", body + "\n")
         if args.write_doc:
             sb.write_between_markers(ROOT / "docs" / "benchmarks.md", START, END, body)
 
+    if args.merge:  # rows measured elsewhere (another process, machine or --work): no training
+        for other in args.merge:
+            theirs = json.loads(other.read_text())
+            publish(add_rows(store_path, theirs["protocol"], list(theirs["rows"].values()), str(store_path)))
+            print(f"merged {len(theirs['rows'])} rows of {other} into {store_path}")
+        return
+    proto = protocol(args)
+    if args.fresh and store_path.exists():
+        store_path.unlink()
+    add_rows(store_path, proto, [], str(store_path))  # a protocol mismatch fails before any work
+    t0 = [time.process_time()]
+
+    def on_row(row: dict) -> None:
+        now = time.process_time()
+        row = {**row, "measured": time.strftime("%Y-%m-%d"), "total_cpu_min": (now - t0[0]) / 60}
+        t0[0] = now
+        publish(add_rows(store_path, proto, [row], str(store_path)))
+
     sb.sections(models, args.data.split(","), args, img_dir, describe_for(proto), on_row)
-    if store is not None:
-        print(render(store, everything, str(shown_dir)))
-        print(f"wrote {store_path}" + (f" and {ROOT / 'docs' / 'benchmarks.md'}" if args.write_doc else ""))
+    print(render(json.loads(store_path.read_text()), everything, str(shown_dir)))
+    print(f"wrote {store_path}" + (f" and {ROOT / 'docs' / 'benchmarks.md'}" if args.write_doc else ""))
+
+
+def add_rows(store_path: Path, proto: dict, rows: list[dict], source: str) -> dict:
+    """Merge `rows` into the store at `store_path` and write it: read, merge, write under an exclusive lock,
+    so processes scoring different models into one store do not drop each other's rows."""
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(store_path.with_name(store_path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        store = merge(json.loads(store_path.read_text()) if store_path.exists() else None, proto, rows, source)
+        write_json(store_path, store)
+    return store
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ against an independent computation)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from argparse import Namespace
 from pathlib import Path
@@ -116,14 +117,10 @@ def test_budget_scoreboard_rows_accumulate_under_one_protocol(budget):
     models = budget.all_models()
     assert {"ddpm", "sagan", "biggan", "progan", "vae", "pix2pix", "cyclegan"} <= set(models)
     proto = {"preset": "recommended", "budget_cpu_s": 600.0, "n": 10000, "nll_n": 1000, "k": 1000, "seed": 0}
-    row = lambda model, base, fid, kind="images": {"model": model, "base": base, "kind": kind, "preset": "recommended",  # noqa: E731
-                                                   "data": base, "cpu_min": 10.0, "steps": 100, "img_per_cpu_s": 5.0,
-                                                   "extractor": base, "fid": fid, "measured": "2026-12-02",
-                                                   "total_cpu_min": 12.5}
-    store = budget.merge(None, proto, row("vae", "mnist", 50.0))
-    store = budget.merge(store, proto, row("dcgan", "mnist", 70.0))
-    store = budget.merge(store, proto, row("vae", "mnist", 40.0))  # rerun: replaces
-    store = budget.merge(store, proto, row("vae", "fashion-mnist", 90.0))
+    row = _row
+    store = budget.merge(None, proto, [row("vae", "mnist", 50.0), row("dcgan", "mnist", 70.0)])
+    store = budget.merge(store, proto, [row("vae", "mnist", 40.0)])  # rerun: replaces
+    store = budget.merge(store, proto, [row("vae", "fashion-mnist", 90.0)])
     assert len(store["rows"]) == 3 and store["rows"]["mnist/vae"]["fid"] == 40.0
     md = budget.render(store, models, "docs/img")
     mnist_table = md.split("**mnist**")[1].split("**fashion-mnist**")[0]
@@ -136,4 +133,45 @@ def test_budget_scoreboard_rows_accumulate_under_one_protocol(budget):
     assert "cyclegan" not in fashion_todo and "vae" not in fashion_todo  # no fashion-mnist-thick task
     assert "3 rows" in md and "37.5 CPU minutes" in md
     with pytest.raises(SystemExit, match="budget_cpu_s.*600.*300"):
-        budget.merge(store, {**proto, "budget_cpu_s": 300.0}, row("ae", "mnist", 1.0))
+        budget.merge(store, {**proto, "budget_cpu_s": 300.0}, [row("ae", "mnist", 1.0)])
+
+
+def test_budget_scoreboard_store_keeps_rows_of_processes_side_by_side(budget, tmp_path):
+    """Two processes adding rows to one store (read-merge-write under a lock) keep both's rows; --merge joins a
+    store measured elsewhere and refuses one of another protocol."""
+    import multiprocessing as mp
+    proto = {"preset": "recommended", "budget_cpu_s": 600.0, "n": 10000, "nll_n": 1000, "k": 1000, "seed": 0}
+    path = tmp_path / "store.json"
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_add_many, args=(budget.add_rows, path, proto, f"m{i}")) for i in range(2)]
+    for pr in procs:
+        pr.start()
+    for pr in procs:
+        pr.join(60)
+    assert [pr.exitcode for pr in procs] == [0, 0]
+    rows = json.loads(path.read_text())["rows"]
+    assert set(rows) == {f"mnist/m{i}-{k}" for i in range(2) for k in range(20)}
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "scoreboard_budget.json").write_text(path.read_text())
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"protocol": proto, "rows": {"fashion-mnist/vae": _row("vae", "fashion-mnist", 12.5,
+                                                                                        steps=9)}}))
+    budget.main(["--work", str(work), "--merge", str(other)])
+    assert len(json.loads((work / "scoreboard_budget.json").read_text())["rows"]) == 41
+    assert "| vae | recommended | 10.0 | 9 |" in (work / "scoreboard_budget.md").read_text()
+    other.write_text(json.dumps({"protocol": {**proto, "n": 500}, "rows": {}}))
+    with pytest.raises(SystemExit, match="'n': 10000.*'n': 500"):
+        budget.main(["--work", str(work), "--merge", str(other)])
+
+
+def _row(model: str, base: str, fid: float, **kw) -> dict:
+    """A scoreboard row as score() + the store give it (made-up numbers)."""
+    return {"model": model, "base": base, "kind": "images", "preset": "recommended", "data": base, "cpu_min": 10.0,
+            "steps": 100, "img_per_cpu_s": 5.0, "extractor": base, "fid": fid, "measured": "2026-12-02",
+            "total_cpu_min": 12.5, **kw}
+
+
+def _add_many(add_rows, path, proto, prefix):
+    for k in range(20):
+        add_rows(path, proto, [_row(f"{prefix}-{k}", "mnist", 1.0)], str(path))
