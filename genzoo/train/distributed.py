@@ -3,6 +3,7 @@ averaged with all_reduce after each phase's backward (what DistributedDataParall
 restrictions on double backward and on several forward passes per backward, which GAN phases need)."""
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 from dataclasses import dataclass
@@ -45,7 +46,26 @@ def setup(device: str) -> DistInfo:
     if not dist.is_initialized():
         timeout = timedelta(seconds=float(os.environ.get("GENZOO_DIST_TIMEOUT", "600")))
         dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
+        atexit.register(_shutdown)  # only for the group genzoo made: one made by the caller is the caller's
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def _shutdown(wait_s: float = 60.0) -> None:
+    """At interpreter exit: a barrier of every rank, then the process group is destroyed.
+
+    gloo's worker threads drop a finished collective's tensors after the caller has moved on, and dropping a
+    tensor Python has seen takes the GIL. Once interpreter finalisation has begun, a thread that asks for the
+    GIL is ended, inside a C++ destructor, which aborts the process (SIGABRT, 'terminate called without an
+    active exception'): a run that had finished and written everything failed. The barrier waits with the GIL
+    released, so those threads finish first. A rank that does not arrive within `wait_s` (it failed, or is
+    stuck in a collective) is not waited for, and the group is then left as it is."""
+    if not dist.is_initialized():
+        return
+    try:
+        dist.barrier(async_op=True).wait(timeout=timedelta(seconds=wait_s))
+    except Exception:  # noqa: BLE001 - exiting anyway; the failure that ended the run has been reported
+        return
+    dist.destroy_process_group()
 
 
 def broadcast_module(module: nn.Module) -> None:
