@@ -118,11 +118,13 @@ def track_requests(page) -> None:
 
 
 def settle(page, ids: list[str], quiet_ms: int = 500, timeout_s: float = 30.0) -> None:
-    """Wait until no request is pending and none of the images `ids` has been replaced for `quiet_ms`."""
+    """Wait until no request is pending, no canvas picture is being encoded for sending (pen.js's
+    orderedBlobs), and none of the images `ids` has been replaced for `quiet_ms`."""
     deadline, last, since = time.monotonic() + timeout_s, None, time.monotonic()
     while time.monotonic() < deadline:
         now = [updates(page, i) for i in ids]
-        if now != last or page.pending:
+        encoding = int(page.evaluate("() => Number(document.body.dataset.encoding || 0)"))
+        if now != last or page.pending or encoding:
             last, since = now, time.monotonic()
         elif time.monotonic() - since > quiet_ms / 1000:
             return
@@ -272,6 +274,22 @@ def test_clicking_the_latent_map_decodes_a_point(page):
     assert shown[0][0] != shown[1][0] and shown[1][0].startswith("(")
     assert np.abs(shown[0][1] - shown[1][1]).mean() > 2
     page.locator("#panel-map").screenshot(path=str(ARTIFACTS / "map.png"))
+
+
+def test_canvas_pictures_are_sent_in_the_order_they_were_taken(page):
+    """The encoder may hand pictures back out of order; a stroke's last picture must be the one sent (an earlier
+    one arriving later is dropped), and the page says how many are still being encoded."""
+    got = page.evaluate("""() => {
+        const callbacks = [], sent = [], counts = [];
+        const fake = { toBlob: (cb) => callbacks.push(cb) };
+        const encode = orderedBlobs(fake);
+        for (let i = 1; i <= 3; i++) encode((b) => sent.push(b));
+        counts.push(document.body.dataset.encoding);
+        callbacks[1]("picture 2"); callbacks[0]("picture 1"); callbacks[2]("picture 3");
+        counts.push(document.body.dataset.encoding);
+        return { sent, counts };
+    }""")
+    assert got == {"sent": ["picture 2", "picture 3"], "counts": ["3", "0"]}
 
 
 def test_bad_upload_shows_the_servers_message(page, tmp_path):

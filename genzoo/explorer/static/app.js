@@ -422,10 +422,11 @@ function initDraw(v) {
     document.dispatchEvent(new Event(`drawing${v.suffix}`));
   }, v.$("draw-error"));
   // A stroke is sent to this run, and the canvas's picture to the other runs (which copy it onto their canvas).
-  const sendCanvas = () => canvas.toBlob((b) => { send(b); emit("drawing", v, { canvas, blob: b }); }, "image/png");
+  const encode = orderedBlobs(canvas);
+  const sendCanvas = () => encode((b) => { send(b); emit("drawing", v, { canvas, blob: b }); });
   const board = pen(canvas, { dark: v.info.background !== "light", width: () => v.$("draw-pen").value,
                               onStart: () => { source = null; }, onStroke: sendCanvas });
-  v.drawingChanged = () => (source ? send(source) : canvas.toBlob((b) => send(b), "image/png"));
+  v.drawingChanged = () => (source ? send(source) : encode((b) => send(b)));
   v.on.drawing = ({ canvas: other, blob }) => {
     source = null;
     board.ctx.drawImage(other, 0, 0, canvas.width, canvas.height);

@@ -41,3 +41,21 @@ function pen(canvas, { dark, width, onStart, onStroke }) {
   };
   return { ctx, clear, showFile };
 }
+
+// `canvas.toBlob` as PNG, in call order: `encode(cb)` calls cb with the picture, and drops a picture that comes
+// back after a later call's (the encoder may finish out of order, and a stroke's last picture must be the one
+// sent). document.body.dataset.encoding counts the pictures asked for and not yet back (the tests wait for 0).
+function orderedBlobs(canvas) {
+  let asked = 0, delivered = 0;
+  const count = (d) => { document.body.dataset.encoding = String(Number(document.body.dataset.encoding || 0) + d); };
+  return (cb) => {
+    const n = ++asked;
+    count(1);
+    canvas.toBlob((b) => {
+      count(-1);
+      if (n < delivered) return;
+      delivered = n;
+      cb(b);
+    }, "image/png");
+  };
+}

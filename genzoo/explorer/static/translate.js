@@ -63,7 +63,8 @@ async function initTranslate(v) {
     show(await getJson(v.url("/api/translate", p), { method: "POST", headers: { "Content-Type": uploadType(body) }, body }));
   }, $("tr-error"));
   let source = null;
-  const sendCanvas = () => canvas.toBlob((b) => send(b), "image/png");
+  const encode = orderedBlobs(canvas);
+  const sendCanvas = () => encode((b) => send(b));
   const resend = () => (source ? send(source) : sendCanvas());
 
   // the pen (pen.js, shared with the Draw panel)
