@@ -175,3 +175,25 @@ def _row(model: str, base: str, fid: float, **kw) -> dict:
 def _add_many(add_rows, path, proto, prefix):
     for k in range(20):
         add_rows(path, proto, [_row(f"{prefix}-{k}", "mnist", 1.0)], str(path))
+
+
+def test_a_run_far_under_its_budget_is_trained_again_at_its_own_rate(sb, tmp_path, monkeypatch):
+    """A model whose first steps are slow (as small ones are) looks 10x dearer per step in the 10- and 30-step
+    probes than over a long run; the run then uses a fifth of its budget and is trained again from scratch."""
+    clock = [0.0]
+    calls = []
+
+    def fake_train(name, data, out=None, steps=0, **kw):  # CPU s: 0.5 fixed, 0.1 per step for 20 steps, then 0.01
+        clock[0] += 0.5 + 0.1 * min(steps, 20) + 0.01 * max(steps - 20, 0)
+        if out is not None:
+            assert not out.exists(), "the first run's directory is removed before the second"
+            out.mkdir()
+        calls.append((steps, out, clock[0]))
+
+    monkeypatch.setattr(sb, "train", fake_train)
+    monkeypatch.setattr(sb.time, "process_time", lambda: clock[0])
+    steps, cpu = sb.train_for_budget("ae", "mnist-mini", tmp_path / "run", 100.0, 0, 10, None)
+    runs = [c for c in calls if c[1] is not None]
+    first = 0.5 + 0.1 * 20 + 0.01 * (runs[0][0] - 20)
+    assert len(runs) == 2 and first < 0.25 * 100  # the probes' estimate: ~1,800 steps, ~20 CPU s
+    assert steps == runs[1][0] and 0.9 * 100 < cpu < 1.05 * 100  # ~9,200 steps, ~94 CPU s
