@@ -103,7 +103,8 @@ def train_for_budget(name: str, data: str, out: Path, budget: float, seed: int, 
                      root: str | None) -> tuple[int, float]:
     """Train `name` from scratch for as many steps as fit `budget` CPU seconds. After a warm-up run (one-time
     kernel and allocator set-up), probe runs of p and 3p steps give the CPU seconds per step (their
-    difference, free of the fixed start-up cost of loading data and building the model). A run that used less
+    difference, free of the fixed start-up cost of loading data and building the model; p grows 4x until the
+    difference is at least 1% of the budget). A run that used less
     than 95% of the budget is trained again from scratch at its own measured rate. Returns (steps, CPU s of the
     final run)."""
     settings = {"log_every": 10, "sample_every": 0, "checkpoint_every": 10 ** 9, "progress": False,
@@ -116,7 +117,11 @@ def train_for_budget(name: str, data: str, out: Path, budget: float, seed: int, 
         return time.process_time() - t
 
     cost(probe_steps, None)  # warm-up
-    t1, t3 = cost(probe_steps, None), cost(3 * probe_steps, None)
+    while True:  # the probes' difference must be a measurable share of the budget (>= 1%): fast models need more steps
+        t1, t3 = cost(probe_steps, None), cost(3 * probe_steps, None)
+        if t3 - t1 >= 0.01 * budget or probe_steps >= 100_000:
+            break
+        probe_steps *= 4
     per_step = max((t3 - t1) / (2 * probe_steps), t3 / (3 * probe_steps) / 4)  # guard against timer noise
     fixed = max(t1 - probe_steps * per_step, 0.0)
     steps = max(probe_steps, int((budget - fixed) / per_step))

@@ -197,3 +197,20 @@ def test_a_run_far_under_its_budget_is_trained_again_at_its_own_rate(sb, tmp_pat
     first = 0.5 + 0.1 * 20 + 0.01 * (runs[0][0] - 20)
     assert len(runs) == 2 and first < 0.25 * 100  # the probes' estimate: ~1,800 steps, ~20 CPU s
     assert steps == runs[1][0] and 0.9 * 100 < cpu < 1.05 * 100  # ~9,200 steps, ~94 CPU s
+
+
+def test_the_probes_grow_until_their_difference_is_measurable(sb, tmp_path, monkeypatch):
+    """1 ms per step: 10- and 30-step probes differ by 0.02 CPU s, lost in timer noise on a real machine; the
+    probes grow until they differ by 1% of the budget, and one run then meets it."""
+    clock, calls = [0.0], []
+
+    def fake_train(name, data, out=None, steps=0, **kw):
+        clock[0] += 0.5 + 0.001 * steps
+        calls.append((steps, out))
+
+    monkeypatch.setattr(sb, "train", fake_train)
+    monkeypatch.setattr(sb.time, "process_time", lambda: clock[0])
+    steps, cpu = sb.train_for_budget("ae", "mnist-mini", tmp_path / "run", 100.0, 0, 10, None)
+    probes = [s for s, out in calls if out is None]
+    assert 2 * probes[-2] * 0.001 >= 1.0 and probes[-1] == 3 * probes[-2]  # the last pair: 2p ms >= 1 CPU s
+    assert [s for s, out in calls if out is not None] == [steps] and abs(cpu - 100) < 1
