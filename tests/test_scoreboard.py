@@ -214,3 +214,23 @@ def test_the_probes_grow_until_their_difference_is_measurable(sb, tmp_path, monk
     probes = [s for s, out in calls if out is None]
     assert 2 * probes[-2] * 0.001 >= 1.0 and probes[-1] == 3 * probes[-2]  # the last pair: 2p ms >= 1 CPU s
     assert [s for s, out in calls if out is not None] == [steps] and abs(cpu - 100) < 1
+
+
+def test_progan_is_probed_at_its_last_resolution(sb, tmp_path, monkeypatch):
+    """A progan step costs 4x more once it reaches its last resolution (after ~420 steps of the recommended
+    schedule); probed with its own schedule the 10/30-step probes price the cheap first stage and the run
+    overshoots its budget ~3x. Probed with phase_images=1 (at the last resolution from step 1) it does not."""
+    clock, calls = [0.0], []
+
+    def fake_train(name, data, out=None, steps=0, settings=None, **kw):
+        early = 0 if settings.get("phase_images") == 1 else min(steps, 420)
+        clock[0] += 1.0 + 0.025 * early + 0.1 * (steps - early)
+        calls.append((steps, out, settings.get("phase_images")))
+        if out is not None:
+            out.mkdir()
+
+    monkeypatch.setattr(sb, "train", fake_train)
+    monkeypatch.setattr(sb.time, "process_time", lambda: clock[0])
+    steps, cpu = sb.train_for_budget("progan", "mnist-mini", tmp_path / "run", 600.0, 0, 10, None)
+    assert all(p == 1 for s, out, p in calls if out is None) and {p for s, out, p in calls if out} == {None}
+    assert 0.95 * 600 <= cpu <= 1.1 * 600, cpu  # the whole run: 420 cheap steps, the rest at the last stage
