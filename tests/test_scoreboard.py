@@ -213,7 +213,7 @@ def test_the_probes_grow_until_their_difference_is_measurable(sb, tmp_path, monk
     steps, cpu = sb.train_for_budget("ae", "mnist-mini", tmp_path / "run", 100.0, 0, 10, None)
     probes = [s for s, out in calls if out is None]
     assert 2 * probes[-2] * 0.001 >= 1.0 and probes[-1] == 3 * probes[-2]  # the last pair: 2p ms >= 1 CPU s
-    assert [s for s, out in calls if out is not None] == [steps] and abs(cpu - 100) < 1
+    assert [s for s, out in calls if out is not None] == [steps] and 100 <= cpu <= 106  # aimed at 1.05x
 
 
 def test_progan_is_probed_at_its_last_resolution(sb, tmp_path, monkeypatch):
