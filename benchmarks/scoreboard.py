@@ -106,13 +106,12 @@ def translation_models() -> list[str]:
 
 def train_for_budget(name: str, data: str, out: Path, budget: float, seed: int, probe_steps: int,
                      root: str | None) -> tuple[int, float]:
-    """Train `name` from scratch for as many steps as fit `budget` CPU seconds (aiming at 1.05x). After a warm-up run (one-time
-    kernel and allocator set-up), probe runs of p and 3p steps give the CPU seconds per step (their
-    difference, free of the fixed start-up cost of loading data and building the model; p grows 4x until the
-    difference is at least 1% of the budget). A run that used less
-    than 95% of the budget is trained again from scratch at its own measured rate. PROBE_SETTINGS changes
-    the probes (not the run) where the step cost grows during training. Returns (steps, CPU s of the
-    final run)."""
+    """Train `name` from scratch for as many steps as fit `budget` CPU seconds (aiming at 1.05x). After a
+    warm-up run (one-time kernel and allocator set-up), probe runs of p and 3p steps give the CPU seconds per
+    step (their difference, free of the fixed start-up cost of loading data and building the model; p grows 4x
+    until the difference is at least 1% of the budget). A run that used less than 95% of the budget is trained
+    again from scratch at its own measured rate. PROBE_SETTINGS changes the probes (not the run) where the step
+    cost grows during training. Returns (steps, CPU s of the final run)."""
     settings = {"log_every": 10, "sample_every": 0, "checkpoint_every": 10 ** 9, "progress": False,
                 "num_threads": 1, "validate": False}
 
