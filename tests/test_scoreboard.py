@@ -177,21 +177,29 @@ def _add_many(add_rows, path, proto, prefix):
         add_rows(path, proto, [_row(f"{prefix}-{k}", "mnist", 1.0)], str(path))
 
 
-def test_a_run_far_under_its_budget_is_trained_again_at_its_own_rate(sb, tmp_path, monkeypatch):
-    """A model whose first steps are slow (as small ones are) looks 10x dearer per step in the 10- and 30-step
-    probes than over a long run; the run then uses a fifth of its budget and is trained again from scratch."""
-    clock = [0.0]
-    calls = []
+def _on_fake_clock(sb, monkeypatch, cpu_cost) -> list[tuple[int, Path | None, dict]]:
+    """Replace the scoreboard's `train` with one that only advances a fake CPU clock by
+    `cpu_cost(steps, settings)` (and makes the run directory, as train does); returns the calls
+    (steps, out, settings) as they are made."""
+    clock, calls = [0.0], []
 
-    def fake_train(name, data, out=None, steps=0, **kw):  # CPU s: 0.5 fixed, 0.1 per step for 20 steps, then 0.01
-        clock[0] += 0.5 + 0.1 * min(steps, 20) + 0.01 * max(steps - 20, 0)
+    def fake_train(name, data, out=None, steps=0, settings=None, **kw):
+        clock[0] += cpu_cost(steps, settings)
         if out is not None:
-            assert not out.exists(), "the first run's directory is removed before the second"
+            assert not out.exists(), "a run's directory is removed before it is trained again"
             out.mkdir()
-        calls.append((steps, out, clock[0]))
+        calls.append((steps, out, settings))
 
     monkeypatch.setattr(sb, "train", fake_train)
     monkeypatch.setattr(sb.time, "process_time", lambda: clock[0])
+    return calls
+
+
+def test_a_run_far_under_its_budget_is_trained_again_at_its_own_rate(sb, tmp_path, monkeypatch):
+    """A model whose first steps are slow (as small ones are) looks 10x dearer per step in the 10- and 30-step
+    probes than over a long run; the run then uses a fifth of its budget and is trained again from scratch."""
+    # CPU s: 0.5 fixed, 0.1 per step for 20 steps, then 0.01
+    calls = _on_fake_clock(sb, monkeypatch, lambda n, _: 0.5 + 0.1 * min(n, 20) + 0.01 * max(n - 20, 0))
     steps, cpu = sb.train_for_budget("ae", "mnist-mini", tmp_path / "run", 100.0, 0, 10, None)
     runs = [c for c in calls if c[1] is not None]
     first = 0.5 + 0.1 * 20 + 0.01 * (runs[0][0] - 20)
@@ -202,35 +210,23 @@ def test_a_run_far_under_its_budget_is_trained_again_at_its_own_rate(sb, tmp_pat
 def test_the_probes_grow_until_their_difference_is_measurable(sb, tmp_path, monkeypatch):
     """1 ms per step: 10- and 30-step probes differ by 0.02 CPU s, lost in timer noise on a real machine; the
     probes grow until they differ by 1% of the budget, and one run then meets it."""
-    clock, calls = [0.0], []
-
-    def fake_train(name, data, out=None, steps=0, **kw):
-        clock[0] += 0.5 + 0.001 * steps
-        calls.append((steps, out))
-
-    monkeypatch.setattr(sb, "train", fake_train)
-    monkeypatch.setattr(sb.time, "process_time", lambda: clock[0])
+    calls = _on_fake_clock(sb, monkeypatch, lambda n, _: 0.5 + 0.001 * n)
     steps, cpu = sb.train_for_budget("ae", "mnist-mini", tmp_path / "run", 100.0, 0, 10, None)
-    probes = [s for s, out in calls if out is None]
+    probes = [s for s, out, _ in calls if out is None]
     assert 2 * probes[-2] * 0.001 >= 1.0 and probes[-1] == 3 * probes[-2]  # the last pair: 2p ms >= 1 CPU s
-    assert [s for s, out in calls if out is not None] == [steps] and 100 <= cpu <= 106  # aimed at 1.05x
+    assert [s for s, out, _ in calls if out is not None] == [steps] and 100 <= cpu <= 106  # aimed at 1.05x
 
 
 def test_progan_is_probed_at_its_last_resolution(sb, tmp_path, monkeypatch):
     """A progan step costs 4x more once it reaches its last resolution (after ~420 steps of the recommended
     schedule); probed with its own schedule the 10/30-step probes price the cheap first stage and the run
     overshoots its budget ~3x. Probed with phase_images=1 (at the last resolution from step 1) it does not."""
-    clock, calls = [0.0], []
+    def cost(n, settings):
+        early = 0 if settings.get("phase_images") == 1 else min(n, 420)
+        return 1.0 + 0.025 * early + 0.1 * (n - early)
 
-    def fake_train(name, data, out=None, steps=0, settings=None, **kw):
-        early = 0 if settings.get("phase_images") == 1 else min(steps, 420)
-        clock[0] += 1.0 + 0.025 * early + 0.1 * (steps - early)
-        calls.append((steps, out, settings.get("phase_images")))
-        if out is not None:
-            out.mkdir()
-
-    monkeypatch.setattr(sb, "train", fake_train)
-    monkeypatch.setattr(sb.time, "process_time", lambda: clock[0])
+    log = _on_fake_clock(sb, monkeypatch, cost)
     steps, cpu = sb.train_for_budget("progan", "mnist-mini", tmp_path / "run", 600.0, 0, 10, None)
+    calls = [(n, out, st.get("phase_images")) for n, out, st in log]
     assert all(p == 1 for s, out, p in calls if out is None) and {p for s, out, p in calls if out} == {None}
     assert 0.95 * 600 <= cpu <= 1.1 * 600, cpu  # the whole run: 420 cheap steps, the rest at the last stage
