@@ -98,7 +98,7 @@ def test_dataset_rejects_misaligned_targets():
 
 def test_ema_update_formula_and_buffers():
     lin = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
-    ema = EMA(lin, 0.9)
+    ema = EMA(lin, 0.9, warmup=False)
     w0 = ema.module[0].weight.clone()
     with torch.no_grad():
         lin[0].weight.add_(1.0)
@@ -110,6 +110,32 @@ def test_ema_update_formula_and_buffers():
     assert not any(p.requires_grad for p in ema.module.parameters())
     with pytest.raises(ValueError, match="ema=1.5"):
         EMA(lin, 1.5)
+
+
+def test_ema_warmup_follows_the_num_updates_rule_and_survives_a_reload():
+    """d_n = min(decay, (1 + n) / (10 + n)) (TensorFlow's ExponentialMovingAverage): the average of a weight
+    that moves 0 -> 1 -> 2 -> ... is the closed-form recursion; a state dict restores n, and one written
+    before n existed loads as an average past its warm-up."""
+    lin = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.fill_(0.0)
+    ema = EMA(lin, 0.5)
+    want = 0.0
+    for n in range(6):
+        with torch.no_grad():
+            lin.weight.fill_(float(n + 1))
+        d = min(0.5, (1 + n) / (10 + n))  # 0.1, 0.1818, 0.25, 0.3077, 0.3571, 0.4, then 0.5 from n = 8
+        want = d * want + (1 - d) * (n + 1)
+        ema.update()
+        assert ema.module.weight.item() == pytest.approx(want)
+    assert int(ema.updates) == 6
+    again = EMA(lin, 0.5)
+    again.load_state_dict(ema.state_dict())
+    assert again.current_decay() == pytest.approx(min(0.5, 7 / 16))
+    old = {k: v for k, v in ema.state_dict().items() if k != "updates"}
+    legacy = EMA(lin, 0.5)
+    legacy.load_state_dict(old)
+    assert legacy.current_decay() == 0.5
 
 
 def test_ema_recompute_bn_estimates_the_copy_s_own_statistics():
@@ -131,13 +157,16 @@ def test_ema_is_saved_with_the_model_and_updated_by_the_engine(tmp_path):
     ds = Dataset("pairs", "train", _ids(16), target=_ids(16))
     m = _kinds_model("paired", ema=0.5)
     genzoo.train(m, ds, out=tmp_path / "run", steps=2, batch_size=8, progress=False, validate=False)
-    # sgd lr 0.1 on (w - 1)^2: w1 = 0.2, w2 = 0.36; EMA (decay 0.5) of the copy made at w = 0: 0.1, 0.23
+    # sgd lr 0.1 on (w - 1)^2: w1 = 0.2, w2 = 0.36; EMA (decay 0.5, warm-up d = 1/10, then 2/11) of the copy
+    # made at w = 0: 0.18, then 0.3273
     assert m.body.w.item() == pytest.approx(0.36)
-    assert m.ema.module.w.item() == pytest.approx(0.5 * (0.5 * 0 + 0.5 * 0.2) + 0.5 * 0.36)
+    d0, d1 = 1 / 10, 2 / 11
+    assert m.ema.module.w.item() == pytest.approx(d1 * (d0 * 0 + (1 - d0) * 0.2) + (1 - d1) * 0.36)
     assert m.averaged(m.body) is m.ema.module
     from safetensors.torch import load_file
     saved = load_file(str(tmp_path / "run" / "model.safetensors"))
-    assert saved["ema.module.w"].item() == pytest.approx(0.23)
+    assert saved["ema.module.w"].item() == pytest.approx(d1 * 0.18 + (1 - d1) * 0.36)
+    assert saved["ema.updates"].item() == 2
 
 
 @pytest.mark.parametrize("name", ["ae", "vae"])

@@ -212,10 +212,11 @@ def test_ema_weights_follow_the_recursion():
     model.g_loss = record
     train(model, ds, out=None, settings=QUIET, steps=4, batch_size=32)
     snaps.append([p.detach().clone() for p in model.generator.parameters()])
-    # w_avg_0 = w_0;  w_avg_t = 0.8 w_avg_{t-1} + 0.2 w_t after each generator step t
+    # w_avg_0 = w_0;  w_avg_t = d w_avg_{t-1} + (1 - d) w_t after each generator step t, d = min(0.8, t / (9 + t))
     avg = snaps[0]
-    for w in snaps[1:]:
-        avg = [0.8 * a + 0.2 * b for a, b in zip(avg, w)]
+    for t, w in enumerate(snaps[1:], start=1):
+        d = min(0.8, t / (9 + t))
+        avg = [d * a + (1 - d) * b for a, b in zip(avg, w)]
     ema = list(model.ema.module.parameters())  # the engine-level EMA copy of G
     for a, b in zip(ema, avg):
         torch.testing.assert_close(a, b)

@@ -140,9 +140,10 @@ def test_biggan_ema_follows_the_recursion_and_recomputes_batch_norm(tmp_path):
     model.g_loss = record
     train(model, ds, out=None, settings=TRAIN, steps=4, batch_size=32)
     snaps.append([p.detach().clone() for p in model.generator.parameters()])
-    avg = snaps[0]  # w_avg_0 = w_0; w_avg_t = 0.8 w_avg_{t-1} + 0.2 w_t
-    for w in snaps[1:]:
-        avg = [0.8 * a + 0.2 * b for a, b in zip(avg, w)]
+    avg = snaps[0]  # w_avg_0 = w_0; w_avg_t = d w_avg_{t-1} + (1 - d) w_t, d = min(0.8, t / (9 + t)) (warm-up)
+    for t, w in enumerate(snaps[1:], start=1):
+        d = min(0.8, t / (9 + t))
+        avg = [d * a + (1 - d) * b for a, b in zip(avg, w)]
     for a, b in zip(model.ema.module.parameters(), avg):
         torch.testing.assert_close(a, b)
     # the EMA copy's batch norms use statistics of its own activations, not the live G's: in eval mode its first

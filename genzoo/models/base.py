@@ -91,29 +91,49 @@ class EMA(nn.Module):
     """An exponential moving average of a module's weights, kept as a real copy of the module (same class),
     so it is saved in model.safetensors, restored on resume and called like the module itself.
 
-    update():  w_avg <- decay * w_avg + (1 - decay) * w   for every parameter (Polyak averaging as used for
+    update():  w_avg <- d_n * w_avg + (1 - d_n) * w   for every parameter (Polyak averaging as used for
     GAN generators by Karras et al. 2018 and Brock et al. 2019, and for DDPM weights by Ho et al. 2020);
     buffers (e.g. batch-norm running statistics) are copied from the live module at each update.
+    Warm-up (on by default): d_n = min(decay, (1 + n) / (10 + n)) at the n-th update, n = 0, 1, ...
+    (TensorFlow's ExponentialMovingAverage with num_updates). Without it the average keeps decay^n of the
+    initial random weights: 0.999^1028 = 36% after a 1,028-step DDPM run, whose EMA then samples noise while
+    the live network draws clothes (measured; docs/benchmarks.md, the 10-CPU-minute scoreboard). `warmup=False`
+    gives the plain formula, d_n = decay. The update count is a buffer (saved, so `--resume` is exact) with a
+    Python-int mirror, so the step reads nothing from the device.
     Because averaged weights do not match the live module's batch-norm statistics, `recompute_bn` re-estimates
     the copy's running statistics from its own activations; models with batch norm call it at the end of
     training (genzoo's choice: recompute, not copy, for the final weights)."""
 
-    def __init__(self, module: nn.Module, decay: float):
+    def __init__(self, module: nn.Module, decay: float, warmup: bool = True):
         super().__init__()
         import copy
 
         if not 0.0 < decay < 1.0:
             raise ValueError(f"ema={decay} must be in (0, 1) (a decay such as 0.999)")
-        self.decay = decay
+        self.decay, self.warmup = decay, warmup
         self.module = copy.deepcopy(module)
         self.module.requires_grad_(False)
         self._live = [module]  # a plain list: the live module is not a submodule of the EMA
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self._n = 0  # mirror of `updates` on the host
+
+    def current_decay(self) -> float:
+        """d_n for the next update: min(decay, (1 + n) / (10 + n)) with warm-up, else decay."""
+        return min(self.decay, (1 + self._n) / (10 + self._n)) if self.warmup else self.decay
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kw):  # noqa: ANN001, ANN002, ANN003
+        # a checkpoint written before the update count existed: its average is past any warm-up
+        state_dict.setdefault(prefix + "updates", torch.tensor(10**9))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kw)
+        self._n = int(self.updates)
 
     @torch.no_grad()
     def update(self) -> None:
         live = self._live[0]
         avg = list(self.module.parameters())
-        torch._foreach_lerp_(avg, [p.detach() for p in live.parameters()], 1.0 - self.decay)
+        torch._foreach_lerp_(avg, [p.detach() for p in live.parameters()], 1.0 - self.current_decay())
+        self._n += 1
+        self.updates.fill_(self._n)
         for b_avg, b in zip(self.module.buffers(), live.buffers()):
             b_avg.copy_(b)
 
