@@ -13,7 +13,7 @@ from ._app import app, handle_errors, wrote
 @handle_errors
 def lecture_cmd(
     quick: bool = typer.Option(False, "--quick", help="a few CPU minutes (subsets, few epochs) instead of the "
-                                                      "full run (~1 CPU hour: 57 CPU min measured)"),
+                                                      "full run (~1.5 CPU hours: 87 CPU min measured)"),
     only: Optional[str] = typer.Option(None, "--only", help="comma-separated claim names (see --list)"),
     out: Path = typer.Option(Path("lecture"), "--out", "-o", help="report folder: report.md, report.html, "
                                                                   "results.json, figures/"),

@@ -5,7 +5,7 @@ quote=..., experiment=...)`. It trains what it needs through `ctx.train` (one en
 are reused when they exist), measures, writes its figure(s) with `ctx.figure(name)`, and states a verdict
 from its numbers by a rule written in the claim (`verdict_of(...)`): holds, partly, or does not hold at this
 scale. `ctx.pick(tiny=..., quick=..., full=...)` chooses sizes by scale: `tiny` for tests (seconds), `quick`
-for `genzoo lecture --quick` (minutes), `full` for the full run (57 CPU minutes measured).
+for `genzoo lecture --quick` (minutes), `full` for the full run (87 CPU minutes measured).
 """
 from __future__ import annotations
 
