@@ -230,3 +230,18 @@ def test_progan_is_probed_at_its_last_resolution(sb, tmp_path, monkeypatch):
     calls = [(n, out, st.get("phase_images")) for n, out, st in log]
     assert all(p == 1 for s, out, p in calls if out is None) and {p for s, out, p in calls if out} == {None}
     assert 0.95 * 600 <= cpu <= 1.1 * 600, cpu  # the whole run: 420 cheap steps, the rest at the last stage
+
+
+def test_a_progan_run_under_its_budget_adds_its_steps_at_the_last_resolution(sb, tmp_path, monkeypatch):
+    """Where the cheap early stages are a large share of the run (700 of ~1,000 steps), the first run, priced at
+    the last resolution, uses half its budget. The steps added for the second run are all at the last resolution:
+    priced at the first run's average step (0.05 CPU s) the second run would take ~1.6x the budget."""
+    def cost(n, settings):
+        early = 0 if settings.get("phase_images") == 1 else min(n, 700)
+        return 1.0 + 0.025 * early + 0.1 * (n - early)
+
+    log = _on_fake_clock(sb, monkeypatch, cost)
+    steps, cpu = sb.train_for_budget("progan", "mnist-mini", tmp_path / "run", 100.0, 0, 10, None)
+    runs = [n for n, out, _ in log if out is not None]
+    assert len(runs) == 2 and cost(runs[0], {}) < 0.6 * 100  # the first run: ~1,040 steps, ~53 CPU s
+    assert steps == runs[1] and 0.95 * 100 <= cpu <= 1.06 * 100, cpu  # 1,565 steps: 105 CPU s
