@@ -106,12 +106,13 @@ def translation_models() -> list[str]:
 
 def train_for_budget(name: str, data: str, out: Path, budget: float, seed: int, probe_steps: int,
                      root: str | None) -> tuple[int, float]:
-    """Train `name` from scratch for as many steps as fit `budget` CPU seconds (aiming at 1.05x). After a
-    warm-up run (one-time kernel and allocator set-up), probe runs of p and 3p steps give the CPU seconds per
-    step (their difference, free of the fixed start-up cost of loading data and building the model; p grows 4x
-    until the difference is at least 1% of the budget). A run that used less than 95% of the budget is trained
-    again from scratch at its own measured rate (a model in PROBE_SETTINGS: with the steps added at the probes'
-    rate). PROBE_SETTINGS changes the probes (not the run) where the step cost grows during training. Returns (steps, CPU s of the final run)."""
+    """Train `name` from scratch for as many steps as fit `budget` CPU seconds: at least the budget (the
+    scoreboard's rows are "at least 10 CPU minutes"), aiming at 1.1x. After a warm-up run (one-time kernel and
+    allocator set-up), probe runs of p and 3p steps give the CPU seconds per step (their difference, free of the
+    fixed start-up cost of loading data and building the model; p grows 4x until the difference is at least 1% of
+    the budget). A run that used less than the budget is trained again from scratch at its own measured rate (a
+    model in PROBE_SETTINGS: with the steps added at the last-stage rate), at most twice. PROBE_SETTINGS changes
+    the probes (not the run) where the step cost grows during training. Returns (steps, CPU s of the final run)."""
     settings = {"log_every": 10, "sample_every": 0, "checkpoint_every": 10 ** 9, "progress": False,
                 "num_threads": 1, "validate": False}
 
@@ -130,24 +131,31 @@ def train_for_budget(name: str, data: str, out: Path, budget: float, seed: int, 
         probe_steps *= 4
     per_step = max((t3 - t1) / (2 * probe_steps), t3 / (3 * probe_steps) / 4)  # guard against timer noise
     fixed = max(t1 - probe_steps * per_step, 0.0)
-    aim = 1.05 * budget  # a little over: a run under 95% of the budget costs a second run
+    aim = 1.1 * budget  # over: a run under the budget costs another run (and the rate drifts with the load)
     steps = max(probe_steps, int((aim - fixed) / per_step))
     cpu = cost(steps, out)
-    if cpu < 0.95 * budget:
+    for _ in range(2):
+        if cpu >= budget:
+            break
         # Short probes overestimate the per-step cost of small, fast models (their first steps are the slowest:
-        # the contractive AE's run took 4.5 of 10 CPU minutes). Train again from scratch for the steps the run's
-        # own rate gives; resuming would not be the run that `--steps N` reproduces (schedules know the total).
-        # A model probed at its last stage (PROBE_SETTINGS: progan) is the other way round: its run's average
-        # step includes the cheap early stages, whose number of steps is fixed by the schedule, so every step
-        # added is one at the last stage, priced by the probes (pricing them at the average took the MNIST
-        # progan to 12.2 CPU minutes of a 10-minute budget).
+        # the contractive AE's run took 4.5 of 10 CPU minutes), and a process beside it on the other core slows
+        # every step. Train again from scratch for the steps the run's own rate gives; resuming would not be the
+        # run that `--steps N` reproduces (schedules know the total). A model probed at its last stage
+        # (PROBE_SETTINGS: progan) is the other way round: its run's average step includes the cheap early
+        # stages, whose number of steps is fixed by the schedule, so every step added is one at the last stage,
+        # priced by the probes, or after two runs by their difference (pricing them at the average took the
+        # MNIST progan to 12.2 CPU minutes of a 10-minute budget).
         if name in PROBE_SETTINGS:
-            steps += int((aim - cpu) / per_step)
+            added = max(int((aim - cpu) / per_step), 1)
+            before = cpu
         else:
             per_step = max(cpu - fixed, 1e-9) / steps
-            steps = max(steps, int((aim - fixed) / per_step))
+            added = max(int((aim - fixed) / per_step) - steps, 1)
+        steps += added
         shutil.rmtree(out)
         cpu = cost(steps, out)
+        if name in PROBE_SETTINGS and cpu > before:
+            per_step = (cpu - before) / added
     return steps, cpu
 
 

@@ -204,7 +204,7 @@ def test_a_run_far_under_its_budget_is_trained_again_at_its_own_rate(sb, tmp_pat
     runs = [c for c in calls if c[1] is not None]
     first = 0.5 + 0.1 * 20 + 0.01 * (runs[0][0] - 20)
     assert len(runs) == 2 and first < 0.25 * 100  # the probes' estimate: ~1,800 steps, ~20 CPU s
-    assert steps == runs[1][0] and 0.9 * 100 < cpu < 1.05 * 100  # ~9,200 steps, ~94 CPU s
+    assert steps == runs[1][0] and 100 <= cpu <= 1.12 * 100  # ~9,700 steps, ~100 CPU s: at least the budget
 
 
 def test_the_probes_grow_until_their_difference_is_measurable(sb, tmp_path, monkeypatch):
@@ -214,7 +214,7 @@ def test_the_probes_grow_until_their_difference_is_measurable(sb, tmp_path, monk
     steps, cpu = sb.train_for_budget("ae", "mnist-mini", tmp_path / "run", 100.0, 0, 10, None)
     probes = [s for s, out, _ in calls if out is None]
     assert 2 * probes[-2] * 0.001 >= 1.0 and probes[-1] == 3 * probes[-2]  # the last pair: 2p ms >= 1 CPU s
-    assert [s for s, out, _ in calls if out is not None] == [steps] and 100 <= cpu <= 106  # aimed at 1.05x
+    assert [s for s, out, _ in calls if out is not None] == [steps] and 100 <= cpu <= 111  # aimed at 1.1x
 
 
 def test_progan_is_probed_at_its_last_resolution(sb, tmp_path, monkeypatch):
@@ -229,7 +229,7 @@ def test_progan_is_probed_at_its_last_resolution(sb, tmp_path, monkeypatch):
     steps, cpu = sb.train_for_budget("progan", "mnist-mini", tmp_path / "run", 600.0, 0, 10, None)
     calls = [(n, out, st.get("phase_images")) for n, out, st in log]
     assert all(p == 1 for s, out, p in calls if out is None) and {p for s, out, p in calls if out} == {None}
-    assert 0.95 * 600 <= cpu <= 1.1 * 600, cpu  # the whole run: 420 cheap steps, the rest at the last stage
+    assert 600 <= cpu <= 1.15 * 600, cpu  # the whole run: 420 cheap steps, the rest at the last stage
 
 
 def test_a_progan_run_under_its_budget_adds_its_steps_at_the_last_resolution(sb, tmp_path, monkeypatch):
@@ -244,4 +244,23 @@ def test_a_progan_run_under_its_budget_adds_its_steps_at_the_last_resolution(sb,
     steps, cpu = sb.train_for_budget("progan", "mnist-mini", tmp_path / "run", 100.0, 0, 10, None)
     runs = [n for n, out, _ in log if out is not None]
     assert len(runs) == 2 and cost(runs[0], {}) < 0.6 * 100  # the first run: ~1,040 steps, ~53 CPU s
-    assert steps == runs[1] and 0.95 * 100 <= cpu <= 1.06 * 100, cpu  # 1,565 steps: 105 CPU s
+    assert steps == runs[1] and 100 <= cpu <= 1.11 * 100, cpu  # ~1,600 steps: ~110 CPU s
+
+
+def test_a_run_cheaper_than_its_probes_is_trained_again_until_it_meets_the_budget(sb, tmp_path, monkeypatch):
+    """The probes ran while a process on the other core slowed every step by 30%; it ended before the run, whose
+    steps are then cheaper than priced, so the run falls short of the budget the rows promise ("at least 10 CPU
+    minutes"). It is trained again from scratch at its own rate until it has used at least the budget."""
+    loaded = {"probe": True}
+    log = _on_fake_clock(sb, monkeypatch, lambda n, _: 1.0 + 0.1 * n * (1.0 if loaded["probe"] else 0.7))
+    fake_train = sb.train
+
+    def train(name, data, out=None, **kw):
+        loaded["probe"] = out is None
+        return fake_train(name, data, out=out, **kw)
+
+    monkeypatch.setattr(sb, "train", train)
+    steps, cpu = sb.train_for_budget("ae", "mnist-mini", tmp_path / "run", 100.0, 0, 10, None)
+    runs = [n for n, out, _ in log if out is not None]
+    assert len(runs) == 2 and 1.0 + 0.07 * runs[0] < 100  # the first run: ~1,090 steps, ~77 CPU s
+    assert steps == runs[1] and 100 <= cpu <= 1.11 * 100, cpu
