@@ -199,9 +199,8 @@ def test_cli_sample_with_labels(tiny_run, tmp_path):
     assert a.shape == (3, 28, 28) and a.dtype == np.uint8
 
 
-def test_ema_weights_follow_the_recursion():
-    ds = gd.load("mnist-mini")
-    model = tiny("gan", ds, ema=0.8)
+def generator_weights_per_step(model, ds, steps: int = 4) -> list[list[torch.Tensor]]:
+    """Train `model` for `steps` generator steps and return G's weights before each step and after the last."""
     snaps: list[list[torch.Tensor]] = []
     orig = model.g_loss
 
@@ -210,8 +209,14 @@ def test_ema_weights_follow_the_recursion():
         return orig(batch)
 
     model.g_loss = record
-    train(model, ds, out=None, settings=QUIET, steps=4, batch_size=32)
-    snaps.append([p.detach().clone() for p in model.generator.parameters()])
+    train(model, ds, out=None, settings=QUIET, steps=steps, batch_size=32)
+    return snaps + [[p.detach().clone() for p in model.generator.parameters()]]
+
+
+def test_ema_weights_follow_the_recursion():
+    ds = gd.load("mnist-mini")
+    model = tiny("gan", ds, ema=0.8)
+    snaps = generator_weights_per_step(model, ds)
     # w_avg_0 = w_0;  w_avg_t = d w_avg_{t-1} + (1 - d) w_t after each generator step t, d = min(0.8, t / (9 + t))
     avg = snaps[0]
     for t, w in enumerate(snaps[1:], start=1):
@@ -228,6 +233,21 @@ def test_ema_weights_follow_the_recursion():
             p.copy_(a)
         ref = model.generator(torch.randn(4, model.config.latent_dim, generator=torch.Generator().manual_seed(3)))
     torch.testing.assert_close(x, ref)
+
+
+def test_ema_without_warmup_is_the_plain_recursion(tiny_run):
+    """`--set ema_warmup=false`: the papers' w_avg_t = d w_avg_{t-1} + (1 - d) w_t with d = ema from the first
+    update, trained through `train` as the CLI does."""
+    ds = gd.load("mnist-mini")
+    model = tiny("gan", ds, ema=0.8, ema_warmup=False)
+    snaps = generator_weights_per_step(model, ds)
+    avg = snaps[0]
+    for w in snaps[1:]:
+        avg = [0.8 * a + 0.2 * b for a, b in zip(avg, w)]
+    for a, b in zip(model.ema.module.parameters(), avg):
+        torch.testing.assert_close(a, b)
+    _, out = tiny_run("gan", steps=1, ema=0.8, ema_warmup=False)
+    assert genzoo.load(out).ema.warmup is False  # recorded in the run's config and restored
 
 
 def test_spectral_norm_keeps_d_layers_near_unit_spectral_norm():

@@ -236,10 +236,11 @@ class GenerativeModel(nn.Module):
 
     # ---- EMA of weights (an engine feature any model switches on) --------------------------------
     def init_ema(self, module: nn.Module) -> None:
-        """Keep an EMA of `module` when the config's `ema` decay is > 0 (call at the end of __init__)."""
+        """Keep an EMA of `module` when the config's `ema` decay is > 0 (call at the end of __init__), with the
+        warm-up unless the config's `ema_warmup` is false."""
         decay = float(getattr(self.config, "ema", 0.0) or 0.0)
         if decay > 0:
-            self.ema = EMA(module, decay)  # a submodule: `model.ema` (absent when EMA is off)
+            self.ema = EMA(module, decay, warmup=bool(getattr(self.config, "ema_warmup", True)))  # a submodule: `model.ema` (absent when EMA is off)
 
     def averaged(self, module: nn.Module) -> nn.Module:
         """The EMA copy of `module` when EMA is on (the module itself otherwise): use it for sampling."""

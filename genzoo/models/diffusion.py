@@ -131,6 +131,7 @@ class DDPMConfig(OneOptimizerConfig):
     conditional: bool = False
     label_dropout: float = 0.1
     ema: float = 0.999
+    ema_warmup: bool = True  # d_n = min(ema, (1 + n) / (10 + n)); false: the plain ema every update
     clip_denoised: bool = True
     sample_steps: int = 50
     preview_steps: int = 20

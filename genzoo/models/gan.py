@@ -76,6 +76,7 @@ class GANConfig(ModelConfig):
     spectral_norm: bool = False
     d_batch_norm: bool | None = None  # dcgan arch; None: on unless spectral_norm or gradient_penalty
     ema: float = 0.0
+    ema_warmup: bool = True  # d_n = min(ema, (1 + n) / (10 + n)); false: the plain ema every update
     label_smoothing: float = 0.0
     instance_noise: float = 0.0
     instance_noise_steps: int = 0
