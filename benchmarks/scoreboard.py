@@ -145,9 +145,9 @@ def train_for_budget(name: str, data: str, out: Path, budget: float, seed: int, 
         # stages, whose number of steps is fixed by the schedule, so every step added is one at the last stage,
         # priced by the probes, or after two runs by their difference (pricing them at the average took the
         # MNIST progan to 12.2 CPU minutes of a 10-minute budget).
+        before = cpu
         if name in PROBE_SETTINGS:
             added = max(int((aim - cpu) / per_step), 1)
-            before = cpu
         else:
             per_step = max(cpu - fixed, 1e-9) / steps
             added = max(int((aim - fixed) / per_step) - steps, 1)

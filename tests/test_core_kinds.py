@@ -176,4 +176,3 @@ def test_labels_given_to_an_unconditional_model_are_an_error(name):
     with pytest.raises(ValueError, match="is unconditional: it takes no labels"):
         m.sample(3, labels=torch.tensor([3, 3, 7]))
     assert m.sample(2).shape[0] == 2  # without labels it samples
-

@@ -240,7 +240,8 @@ class GenerativeModel(nn.Module):
         warm-up unless the config's `ema_warmup` is false."""
         decay = float(getattr(self.config, "ema", 0.0) or 0.0)
         if decay > 0:
-            self.ema = EMA(module, decay, warmup=bool(getattr(self.config, "ema_warmup", True)))  # a submodule: `model.ema` (absent when EMA is off)
+            warmup = bool(getattr(self.config, "ema_warmup", True))
+            self.ema = EMA(module, decay, warmup=warmup)  # a submodule: `model.ema` (absent when EMA is off)
 
     def averaged(self, module: nn.Module) -> nn.Module:
         """The EMA copy of `module` when EMA is on (the module itself otherwise): use it for sampling."""
