@@ -264,3 +264,21 @@ def test_a_run_cheaper_than_its_probes_is_trained_again_until_it_meets_the_budge
     runs = [n for n, out, _ in log if out is not None]
     assert len(runs) == 2 and 1.0 + 0.07 * runs[0] < 100  # the first run: ~1,090 steps, ~77 CPU s
     assert steps == runs[1] and 100 <= cpu <= 1.11 * 100, cpu
+
+
+def test_a_third_progan_run_is_priced_by_the_difference_of_the_first_two(sb, tmp_path, monkeypatch):
+    """The probes ran under load (0.1 CPU s per last-resolution step); the runs' last-resolution steps cost 0.06.
+    Two runs priced at the probes' rate stay under the budget (~42, ~83 CPU s); the third is priced by the two
+    runs' difference (0.06 per added step) and meets it. Priced at the probes' rate again it would use ~99 CPU s,
+    short of the budget."""
+    def cost(n, settings):
+        if settings.get("phase_images") == 1:  # a probe: at the last resolution from step 1, under load
+            return 1.0 + 0.1 * n
+        early = min(n, 700)
+        return 1.0 + 0.025 * early + 0.06 * (n - early)
+
+    log = _on_fake_clock(sb, monkeypatch, cost)
+    steps, cpu = sb.train_for_budget("progan", "mnist-mini", tmp_path / "run", 100.0, 0, 10, None)
+    runs = [n for n, out, _ in log if out is not None]
+    assert len(runs) == 3 and cost(runs[1], {}) < 100  # the second run, priced at the probes' rate, falls short
+    assert steps == runs[2] and 100 <= cpu <= 1.11 * 100, cpu  # ~2,225 steps: ~110 CPU s
