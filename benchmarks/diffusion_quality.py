@@ -3,7 +3,8 @@
 (MNIST or Fashion-MNIST).
 
     OMP_NUM_THREADS=1 python benchmarks/diffusion_quality.py --uncond runs/ddpm-mnist --cond runs/ddpm-cond-mnist \
-        [--n 1000] [--steps 10,25,50,100,250] [--ddpm-n 1000] [--guidance 0,1,2,4] [--guidance-steps 50] \
+        [--n 1000] [--steps 10,25,50,100,250] [--eta 0[,0.5,1]] [--ddpm-n 1000] [--guidance 0,1,2,4] \
+        [--guidance-steps 50] \
         [--bound-n 200] [--figures docs/figures] [--out ddpm_quality.json]
 
 Domain FID uses the shipped classifier of the run's dataset (not comparable with Inception FIDs) against n test
@@ -11,7 +12,8 @@ images drawn by evaluate's seeded, class-stratified subset, with n samples; FID 
 the output also gives the FID of n stratified training images against the same test images (the floor at this
 n). The 10,000-sample headline figures come from `genzoo evaluate RUN --metrics fid,modes` (the same
 sampler flags). `--ddpm-n`: also 1000-step ancestral sampling (T network evaluations per image) of that many
-samples, with DDIM at the same n beside it. images/s is samples per CPU second of the sampling process
+samples, with DDIM at the same n beside it (at each `--eta`: 0 is deterministic, 1 adds the DDPM posterior's
+noise at every step). images/s is samples per CPU second of the sampling process
 (time.process_time, one thread). Label accuracy: the share of samples the classifier assigns to the requested
 class (classes 0..9 cycling, as evaluate asks). The bound: nats per test image and bits/dim (Ho et al. eq. 5
 with the discretised decoder; the middle sum estimated from 100 stratified timesteps), an upper bound on
@@ -59,6 +61,7 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="dataset (default: the runs')")
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--steps", default="10,25,50,100,250")
+    ap.add_argument("--eta", default="0", help="DDIM eta value(s), comma-separated: each gives the steps rows")
     ap.add_argument("--ddpm-n", type=int, default=0, help="also 1000-step ancestral sampling of this many samples")
     ap.add_argument("--guidance", default="0,1,2,4")
     ap.add_argument("--guidance-steps", type=int, default=50)
@@ -92,23 +95,27 @@ def main() -> None:
     fr, res["floor_fid_train_vs_test"] = ref(args.n)
     if args.uncond:
         m = genzoo.load(args.uncond).eval()
-        settings = [("ddim", int(s), args.n) for s in args.steps.split(",")]
+        etas = [float(e) for e in args.eta.split(",")]
+        settings = [("ddim", int(s), args.n, eta) for eta in etas for s in args.steps.split(",")]
         if args.ddpm_n:
             if args.ddpm_n != args.n:
-                settings.append(("ddim", 50, args.ddpm_n))
-            settings.append(("ddpm", m.config.timesteps, args.ddpm_n))
+                settings += [("ddim", 50, args.ddpm_n, eta) for eta in etas]
+            settings.append(("ddpm", m.config.timesteps, args.ddpm_n, None))
         rows = []
-        print("\n| sampler | steps | n | domain FID | floor at n | classes >= 5% | smallest class | images/s (CPU) |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-        for sampler, steps, n in settings:
-            x, sec = draw(m, n, sampler=sampler, steps=None if sampler == "ddpm" else steps)
+        print("\n| sampler | steps | eta | n | domain FID | floor at n | classes >= 5% | smallest class "
+              "| images/s (CPU) |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for sampler, steps, n, eta in settings:
+            kw = {"sampler": "ddpm"} if sampler == "ddpm" else {"sampler": "ddim", "steps": steps, "eta": eta}
+            x, sec = draw(m, n, **kw)
             fr_n, floor = ref(n)
-            row = {"sampler": sampler, "steps": steps, "n": n, **score(ext, fr_n, x), "floor": floor,
+            row = {"sampler": sampler, "steps": steps, "eta": eta, "n": n, **score(ext, fr_n, x), "floor": floor,
                    "images_per_s": n / sec}
             rows.append(row)
-            print(f"| {sampler} | {steps} | {n} | {row['fid']:.2f} | {floor:.2f} | {row['classes_5pct']} | "
-                  f"{row['smallest_class']:.1%} | {row['images_per_s']:.2f} |", flush=True)
-            if args.figures and sampler == "ddim" and steps == 50 and n == args.n:
+            print(f"| {sampler} | {steps} | {'-' if eta is None else f'{eta:g}'} | {n} | {row['fid']:.2f} | "
+                  f"{floor:.2f} | {row['classes_5pct']} | {row['smallest_class']:.1%} | {row['images_per_s']:.2f} |",
+                  flush=True)
+            if args.figures and sampler == "ddim" and steps == 50 and n == args.n and eta == etas[0]:
                 from genzoo.images import save_grid
                 save_grid(x[:64], args.figures / f"ddpm_{tag}_samples.png", 8, scale=2)
         res["uncond"] = rows
