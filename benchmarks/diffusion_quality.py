@@ -4,8 +4,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/diffusion_quality.py --uncond runs/ddpm-mnist --cond runs/ddpm-cond-mnist \
         [--n 1000] [--steps 10,25,50,100,250] [--eta 0[,0.5,1]] [--ddpm-n 1000] [--guidance 0,1,2,4] \
-        [--guidance-steps 50] \
-        [--bound-n 200] [--figures docs/figures] [--out ddpm_quality.json]
+        [--guidance-steps 50] [--bound-n 200] [--figures docs/figures] [--out ddpm_quality.json]
 
 Domain FID uses the shipped classifier of the run's dataset (not comparable with Inception FIDs) against n test
 images drawn by evaluate's seeded, class-stratified subset, with n samples; FID is biased upwards at small n, so
