@@ -12,7 +12,7 @@ the output also gives the FID of n stratified training images against the same t
 n). The 10,000-sample headline figures come from `genzoo evaluate RUN --metrics fid,modes` (the same
 sampler flags). `--ddpm-n`: also 1000-step ancestral sampling (T network evaluations per image) of that many
 samples, with DDIM at the same n beside it (at each `--eta`: 0 is deterministic, 1 adds the DDPM posterior's
-noise at every step). images/s is samples per CPU second of the sampling process
+noise at every step; the guidance sweep also runs at each `--eta`). images/s is samples per CPU second of the sampling process
 (time.process_time, one thread). Label accuracy: the share of samples the classifier assigns to the requested
 class (classes 0..9 cycling, as evaluate asks). The bound: nats per test image and bits/dim (Ho et al. eq. 5
 with the discretised decoder; the middle sum estimated from 100 stratified timesteps), an upper bound on
@@ -92,9 +92,9 @@ def main() -> None:
 
     res: dict = {"data": data, "n": args.n}
     fr, res["floor_fid_train_vs_test"] = ref(args.n)
+    etas = [float(e) for e in args.eta.split(",")]
     if args.uncond:
         m = genzoo.load(args.uncond).eval()
-        etas = [float(e) for e in args.eta.split(",")]
         settings = [("ddim", int(s), args.n, eta) for eta in etas for s in args.steps.split(",")]
         if args.ddpm_n:
             if args.ddpm_n != args.n:
@@ -144,19 +144,20 @@ def main() -> None:
         m = genzoo.load(args.cond).eval()
         labels = requested_labels(m, args.n)
         rows = []
-        print("\n| guidance | DDIM steps | domain FID | label accuracy | classes >= 5% | images/s (CPU) |")
-        print("| --- | --- | --- | --- | --- | --- |")
-        for s in (float(v) for v in args.guidance.split(",")):
-            x, sec = draw(m, args.n, steps=args.guidance_steps, guidance=s)
-            row = {"guidance": s, "steps": args.guidance_steps, **score(ext, fr, x, labels),
-                   "images_per_s": args.n / sec}
-            rows.append(row)
-            print(f"| {s:g} | {args.guidance_steps} | {row['fid']:.2f} | {row['label_accuracy']:.1%} | "
-                  f"{row['classes_5pct']} | {row['images_per_s']:.2f} |", flush=True)
-            if args.figures:
-                from genzoo.images import save_grid
-                idx = torch.cat([torch.nonzero(labels == k)[:8, 0] for k in range(m.config.num_classes)])
-                save_grid(x[idx], args.figures / f"ddpm_cond_{tag}_g{s:g}.png", 8, scale=2)
+        print("\n| guidance | DDIM steps | eta | domain FID | label accuracy | classes >= 5% | images/s (CPU) |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for eta in etas:
+            for s in (float(v) for v in args.guidance.split(",")):
+                x, sec = draw(m, args.n, steps=args.guidance_steps, guidance=s, eta=eta)
+                row = {"guidance": s, "steps": args.guidance_steps, "eta": eta, **score(ext, fr, x, labels),
+                       "images_per_s": args.n / sec}
+                rows.append(row)
+                print(f"| {s:g} | {args.guidance_steps} | {eta:g} | {row['fid']:.2f} | {row['label_accuracy']:.1%} | "
+                      f"{row['classes_5pct']} | {row['images_per_s']:.2f} |", flush=True)
+                if args.figures and eta == etas[0]:
+                    from genzoo.images import save_grid
+                    idx = torch.cat([torch.nonzero(labels == k)[:8, 0] for k in range(m.config.num_classes)])
+                    save_grid(x[idx], args.figures / f"ddpm_cond_{tag}_g{s:g}.png", 8, scale=2)
         res["cond"] = rows
     if args.out:
         from genzoo._io import write_json
