@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 python benchmarks/gan_lineage.py --cases sagan-mnist,biggan-mnist,progan-mnist --budget 20
     OMP_NUM_THREADS=1 python benchmarks/gan_lineage.py --cases dcgan-sn-fashion,biggan-fashion --budget 20
     OMP_NUM_THREADS=1 python benchmarks/gan_lineage.py --sweep runs/bench-lineage/biggan-mnist
+    OMP_NUM_THREADS=1 python benchmarks/gan_lineage.py --cases sagan-fashion --set ema=0.999   # a recipe variant
     python benchmarks/gan_lineage.py --quick      # every case and the sweep for a few seconds (checks the script)
 
 Training runs in chunks of 250 steps, each a --resume of the run, until the CPU budget is spent (progan's step
@@ -175,8 +176,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-lineage"))
     ap.add_argument("--sweep", type=Path, default=None, help="run directory of a biggan: the truncation sweep")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config field for every case (a recipe variant), e.g. --set ema=0.999")
     ap.add_argument("--quick", action="store_true", help="tiny budgets and mnist-mini: checks the script only")
     args = ap.parse_args()
+    from genzoo.config import parse_sets
+
     torch.set_num_threads(1)
     names = [c.strip() for c in args.cases.split(",") if c.strip()]
     if args.quick and not names:
@@ -188,6 +193,7 @@ def main() -> None:
     results = {}
     for name in names:
         case = dict(CASES[name])
+        case["settings"] = {**case["settings"], **parse_sets(args.set)}
         if args.quick:
             case["data"], case["preset"] = "mnist-mini" if case["data"] == "mnist" else case["data"], "tiny"
         elif case["model"] == "progan" and "phase_images" not in case["settings"]:
