@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 TEMP_MARK = ".genzoo-tmp-"
+_UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it), then put back
+os.umask(_UMASK)
 
 
 def is_temp(path: str | os.PathLike) -> bool:
@@ -36,11 +38,17 @@ def remove_temps(folder: str | os.PathLike, recursive: bool = True) -> list[Path
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path beside `path`; on success fsync it and rename it over `path`."""
+    """Yield a temp path beside `path`; on success fsync it and rename it over `path`.
+
+    The file gets the mode a plain `open(path, "w")` would give it (0o666 less the umask; an existing file's mode
+    is kept), not mkstemp's private 0o600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}")
-    os.close(fd)
+    try:
+        os.fchmod(fd, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_UMASK)
+    finally:
+        os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp

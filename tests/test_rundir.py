@@ -78,6 +78,19 @@ def test_resume_removes_only_genzoo_temp_files(tmp_path):
     assert all(p.read_text() == "x" for p in user)
 
 
+def test_atomic_writes_get_the_mode_open_would_give_and_keep_an_existing_files_mode(tmp_path):
+    from genzoo._io import write_bytes
+    umask = os.umask(0o022)
+    os.umask(umask)
+    # reference: what a plain open(..., "w") creates under the same umask
+    (tmp_path / "plain").write_bytes(b"x")
+    new = write_bytes(tmp_path / "grid.png", b"png")
+    assert new.stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777 == 0o666 & ~umask
+    os.chmod(new, 0o640)
+    write_bytes(new, b"png2")
+    assert new.stat().st_mode & 0o777 == 0o640 and new.read_bytes() == b"png2"
+
+
 # ---- the lock -------------------------------------------------------------------------------------------
 HOLD = textwrap.dedent("""
     import sys, time
