@@ -12,9 +12,9 @@ the output also gives the FID of n stratified training images against the same t
 n). The 10,000-sample headline figures come from `genzoo evaluate RUN --metrics fid,modes` (the same
 sampler flags). `--ddpm-n`: also 1000-step ancestral sampling (T network evaluations per image) of that many
 samples, with DDIM at the same n beside it (at each `--eta`: 0 is deterministic, 1 adds the DDPM posterior's
-noise at every step; the guidance sweep also runs at each `--eta`). images/s is samples per CPU second of the sampling process
-(time.process_time, one thread). Label accuracy: the share of samples the classifier assigns to the requested
-class (classes 0..9 cycling, as evaluate asks). The bound: nats per test image and bits/dim (Ho et al. eq. 5
+noise at every step; the guidance sweep also runs at each `--eta`). images/s is samples per CPU second of the
+sampling process (time.process_time, one thread). Label accuracy: the share of samples the classifier assigns
+to the requested class (classes 0..9 cycling, as evaluate asks). The bound: nats per test image and bits/dim (Ho et al. eq. 5
 with the discretised decoder; the middle sum estimated from 100 stratified timesteps), an upper bound on
 -log p(x).
 """
@@ -152,8 +152,8 @@ def main() -> None:
                 row = {"guidance": s, "steps": args.guidance_steps, "eta": eta, **score(ext, fr, x, labels),
                        "images_per_s": args.n / sec}
                 rows.append(row)
-                print(f"| {s:g} | {args.guidance_steps} | {eta:g} | {row['fid']:.2f} | {row['label_accuracy']:.1%} | "
-                      f"{row['classes_5pct']} | {row['images_per_s']:.2f} |", flush=True)
+                print(f"| {s:g} | {args.guidance_steps} | {eta:g} | {row['fid']:.2f} | "
+                      f"{row['label_accuracy']:.1%} | {row['classes_5pct']} | {row['images_per_s']:.2f} |", flush=True)
                 if args.figures and eta == etas[0]:
                     from genzoo.images import save_grid
                     idx = torch.cat([torch.nonzero(labels == k)[:8, 0] for k in range(m.config.num_classes)])
