@@ -14,9 +14,9 @@ sampler flags). `--ddpm-n`: also 1000-step ancestral sampling (T network evaluat
 samples, with DDIM at the same n beside it (at each `--eta`: 0 is deterministic, 1 adds the DDPM posterior's
 noise at every step; the guidance sweep also runs at each `--eta`). images/s is samples per CPU second of the
 sampling process (time.process_time, one thread). Label accuracy: the share of samples the classifier assigns
-to the requested class (classes 0..9 cycling, as evaluate asks). The bound: nats per test image and bits/dim (Ho et al. eq. 5
-with the discretised decoder; the middle sum estimated from 100 stratified timesteps), an upper bound on
--log p(x).
+to the requested class (classes 0..9 cycling, as evaluate asks). The bound: nats per test image and bits/dim
+(Ho et al. eq. 5 with the discretised decoder; the middle sum estimated from 100 stratified timesteps), an upper
+bound on -log p(x).
 """
 from __future__ import annotations
 
