@@ -182,6 +182,7 @@ def main() -> None:
     args = ap.parse_args()
     from genzoo.config import parse_sets
 
+    overrides = parse_sets(args.set)
     torch.set_num_threads(1)
     names = [c.strip() for c in args.cases.split(",") if c.strip()]
     if args.quick and not names:
@@ -193,7 +194,7 @@ def main() -> None:
     results = {}
     for name in names:
         case = dict(CASES[name])
-        case["settings"] = {**case["settings"], **parse_sets(args.set)}
+        case["settings"] = {**case["settings"], **overrides}
         if args.quick:
             case["data"], case["preset"] = "mnist-mini" if case["data"] == "mnist" else case["data"], "tiny"
         elif case["model"] == "progan" and "phase_images" not in case["settings"]:
