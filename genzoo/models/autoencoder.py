@@ -172,7 +172,6 @@ class Autoencoder(GenerativeModel):
     def callbacks(self) -> list[Any]:
         return [DeadUnitMonitor()]
 
-    @torch.no_grad()
     @torch.no_grad()  # no autograd graph over the whole training set (it held ~4x the dataset in memory)
     def on_train_end(self, batches: Callable[[], Any]) -> None:
         """Fit N(mean, cov) to the codes of the training data, for `sample`."""
