@@ -264,6 +264,7 @@ def finetune(pretrained: GenerativeModel, train: gd.Dataset, test: gd.Dataset, l
         if name == "scratch":
             torch.manual_seed(seed)
             ae = type(pretrained)(pretrained.config)
+        ae.fold_ema()  # fine-tune the averaged weights, if any, and evaluate the weights being trained
         torch.manual_seed(seed + 1)
         clf = EncoderClassifier(cfg, ae)
         train_model(clf, labelled, settings=s, steps=steps, epochs=None, batch_size=bs, seed=seed)
@@ -294,7 +295,7 @@ def decoder_basis(model: GenerativeModel) -> np.ndarray:
     c = model.config
     if getattr(c, "arch", None) != "mlp" or len(getattr(c, "hidden", (1,))) != 0:
         raise ValueError("decoder_basis needs a one-layer (linear) MLP autoencoder: arch=mlp, hidden=()")
-    w = model.encoder[1][0].weight.T if c.tied else model.decoder[0][0].weight  # (D, k)
+    w = model.encoder[1][0].weight.T if c.tied else model.averaged(model.decoder)[0][0].weight  # (D, k); EMA copy if on
     return w.detach().cpu().double().numpy()
 
 

@@ -85,3 +85,36 @@ def test_every_model_trains_saves_and_loads(name, tmp_path, monkeypatch):
     model.eval()
     for a, b in zip(outputs(model, x), outputs(loaded, x)):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_every_model_can_average_its_networks(name):
+    """`ema` is a field of every model config: after one engine step with ema=0.5 and no warm-up the average is
+    0.5 w0 + 0.5 w1 (w0 the live weights before the step, w1 after it), and in eval mode every capability gives
+    what the live networks give once the averaged weights are loaded into them."""
+    import copy
+
+    from genzoo.train import build_model
+    data = genzoo.data.load(data_for(registry.get(name)))
+    model = build_model(name, data, preset="tiny", ema=0.5, ema_warmup=False)
+    live = model.ema._live[0]
+    w0 = {k: v.detach().clone() for k, v in live.named_parameters()}
+    genzoo.train(model, data, steps=1, settings=SETTINGS)
+    w1, avg = dict(live.named_parameters()), dict(model.ema.module.named_parameters())
+    assert w0.keys() == avg.keys() and w0
+    for k in w0:
+        torch.testing.assert_close(avg[k], 0.5 * w0[k] + 0.5 * w1[k].detach())
+    assert any(not torch.equal(w0[k], w1[k]) for k in w0), "the step moved none of the averaged weights"
+    x = model.prepare(genzoo.data.load(data_for(registry.get(name)), "test").x[:4])
+    plain = copy.deepcopy(model)
+    plain.ema._live[0].load_state_dict(plain.ema.module.state_dict())  # the average, in the live networks
+    del plain.ema
+    model.eval(), plain.eval()
+    for a, b in zip(outputs(model, x), outputs(plain, x), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_ema_on_a_tied_autoencoder_is_a_clear_error():
+    from genzoo.train import build_model
+    with pytest.raises(ValueError, match="tied autoencoder has no decoder of its own"):
+        build_model("ae", genzoo.data.load("mnist-mini"), preset="tiny", ema=0.9, tied=True, arch="mlp", hidden=())

@@ -176,3 +176,26 @@ def test_labels_given_to_an_unconditional_model_are_an_error(name):
     with pytest.raises(ValueError, match="is unconditional: it takes no labels"):
         m.sample(3, labels=torch.tensor([3, 3, 7]))
     assert m.sample(2).shape[0] == 2  # without labels it samples
+
+
+def test_fold_ema_puts_the_averaged_weights_in_the_live_networks():
+    """A model fine-tuned as part of another (applications.finetune) folds its EMA first: afterwards eval mode
+    computes with the live weights, which hold what the average held."""
+    import copy
+
+    from genzoo import data as gd
+    from genzoo.train import build_model
+    ae = build_model("ae", gd.load("mnist-mini"), preset="tiny", ema=0.9)
+    with torch.no_grad():
+        for p in ae.ema.module.parameters():
+            p.add_(0.5)  # the average differs from the live weights
+    x = ae.prepare(gd.load("mnist-mini").x[:4])
+    ae.eval()
+    want = ae.code(x)
+    folded = copy.deepcopy(ae)
+    folded.fold_ema()
+    assert "ema" not in folded._modules
+    torch.testing.assert_close(folded.code(x), want)
+    torch.testing.assert_close(folded.encoder[1][0].weight, ae.ema.module["encoder"][1][0].weight)
+    folded.train()
+    torch.testing.assert_close(folded.code(x), want)  # training now moves the weights eval mode uses

@@ -120,17 +120,21 @@ class Autoencoder(GenerativeModel):
         # A Gaussian fitted to the training codes (on_train_end), so a plain AE can "sample" fairly.
         self.register_buffer("code_mean", torch.zeros(c.latent_dim))
         self.register_buffer("code_chol", torch.eye(c.latent_dim))
+        if c.tied and c.ema:
+            raise ValueError(f"ema={c.ema}: a tied autoencoder has no decoder of its own to average (it decodes "
+                             f"with the encoder's transpose); use ema=0 or tied=false")
+        self.init_ema(None if c.tied else {"encoder": self.encoder, "decoder": self.decoder})  # `ema`: both
 
     # h = f(x)
     def encode(self, x: Tensor) -> Tensor:
-        return self.latent_act(self.encoder(x))  # (B, latent_dim)
+        return self.latent_act(self.inference(self.encoder)(x))  # (B, latent_dim); the EMA copy in eval mode
 
     def decode_logits(self, h: Tensor) -> Tensor:
         """Decoder output before the output nonlinearity: logits for bce, values for mse."""
         if self.config.tied:
             W = self.encoder[1][0].weight  # (latent, D)
             return (h @ W + self.decoder_bias).reshape(-1, *self.config.image_shape)  # W^T h + b'
-        return self.decoder(h)
+        return self.inference(self.decoder)(h)
 
     def output(self, out: Tensor) -> Tensor:
         return torch.sigmoid(out) if self.config.loss == "bce" else out

@@ -32,10 +32,16 @@ class Batch(NamedTuple):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Fields every model config has. `image_shape` and `num_classes` are filled in from the dataset."""
+    """Fields every model config has. `image_shape` and `num_classes` are filled in from the dataset.
+    `ema` > 0: keep an exponential moving average (decay `ema`) of the networks the model generates with (G of a
+    GAN, the diffusion U-Net, an autoencoder's encoder and decoder, a translator's generators) and generate,
+    evaluate and explore with it; `ema_warmup`: its warm-up d_n = min(ema, (1 + n) / (10 + n)) (false: the plain
+    decay from the first update). See `EMA`."""
 
     image_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W); for 2-D point data (2, 1, 1)
     num_classes: int = 10
+    ema: float = 0.0
+    ema_warmup: bool = True
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
 
@@ -235,18 +241,50 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} cannot translate")
 
     # ---- EMA of weights (an engine feature any model switches on) --------------------------------
-    def init_ema(self, module: nn.Module) -> None:
-        """Keep an EMA of `module` when the config's `ema` decay is > 0 (call at the end of __init__), with the
-        warm-up unless the config's `ema_warmup` is false."""
+    def init_ema(self, module: nn.Module | dict[str, nn.Module] | None) -> None:
+        """Keep an EMA of `module` (or of several, {name: module}) when the config's `ema` decay is > 0, with the
+        warm-up unless the config's `ema_warmup` is false. Every model family calls it at the end of __init__
+        with the networks it generates with (None: it has none to average, and `ema` > 0 is an error)."""
         decay = float(getattr(self.config, "ema", 0.0) or 0.0)
-        if decay > 0:
-            warmup = bool(getattr(self.config, "ema_warmup", True))
-            self.ema = EMA(module, decay, warmup=warmup)  # a submodule: `model.ema` (absent when EMA is off)
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"ema={decay} must be in [0, 1) (a decay such as 0.999; 0 turns it off)")
+        if decay == 0:
+            return
+        if module is None:
+            raise ValueError(f"ema={decay}: {self.model_type or type(self).__name__} with this config has no "
+                             f"separate network to average; use ema=0")
+        if isinstance(module, dict):
+            module = nn.ModuleDict(module)  # not a submodule of the model: only the EMA holds it
+        warmup = bool(getattr(self.config, "ema_warmup", True))
+        self.ema = EMA(module, decay, warmup=warmup)  # a submodule: `model.ema` (absent when EMA is off)
 
     def averaged(self, module: nn.Module) -> nn.Module:
         """The EMA copy of `module` when EMA is on (the module itself otherwise): use it for sampling."""
         ema = self._modules.get("ema")
-        return ema.module if ema is not None and ema._live[0] is module else module
+        if ema is None:
+            return module
+        live = ema._live[0]
+        if live is module:
+            return ema.module
+        if isinstance(live, nn.ModuleDict):
+            for name, m in live.items():
+                if m is module:
+                    return ema.module[name]
+        return module
+
+    def fold_ema(self) -> None:
+        """Load the averaged weights into the live networks and stop averaging (a model about to be trained
+        further as part of another one, e.g. an encoder being fine-tuned, whose eval mode must then use the
+        weights being trained). A no-op without EMA."""
+        ema = self._modules.get("ema")
+        if ema is not None:
+            ema._live[0].load_state_dict(ema.module.state_dict())
+            del self.ema
+
+    def inference(self, module: nn.Module) -> nn.Module:
+        """`module` while training (the loss needs the live weights), its EMA copy in eval mode (sampling,
+        evaluation, the explorer), when EMA is on."""
+        return module if self.training else self.averaged(module)
 
     def code(self, x: Tensor) -> Tensor:
         """One latent point per input, for the latent toolbox: the code of a plain AE, the posterior mean

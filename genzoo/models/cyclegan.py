@@ -227,6 +227,7 @@ class CycleGAN(GenerativeModel):
         self.pool_a = ImagePool(c.pool_size, tuple(c.image_shape))  # fakes F(b) for D_A
         self.pool_b = ImagePool(c.pool_size, tuple(c.target_shape))  # fakes G(a) for D_B
         self._fakes: tuple[Tensor, Tensor] | None = None  # (F(b), G(a)) of the last generator phase, detached
+        self.init_ema({"gen_ab": self.gen_ab, "gen_ba": self.gen_ba})  # `ema` > 0: translate with averages
 
     def _generator(self, c_in: int, c_out: int) -> nn.Module:
         c = self.config
@@ -247,7 +248,7 @@ class CycleGAN(GenerativeModel):
         if x.ndim != 4 or x.shape[1] != c_in:
             raise ValueError(f"translate({direction}) takes images shaped (N, {c_in}, H, W) of domain "
                              f"{direction[0].upper()}, got {tuple(x.shape)}")
-        return (self.gen_ab if direction == "a2b" else self.gen_ba)(x)
+        return self.inference(self.gen_ab if direction == "a2b" else self.gen_ba)(x)  # EMA copies in eval mode
 
     def source_shape(self, direction: str | None = "a2b") -> tuple[int, int, int]:
         """(C, H, W) of the images `translate(x, direction)` takes: domain A's for a2b, domain B's for b2a."""
@@ -333,8 +334,9 @@ class CycleGAN(GenerativeModel):
     def preview(self, batch: Batch, generator: torch.Generator | None = None) -> tuple[Tensor, int]:
         """Rows of 8: A | G(A) | F(G(A)) and B | F(B) | G(F(B)) (grey shown as RGB when the domains differ)."""
         a, b = batch.x[:8], batch.target[:8]
-        fb, fa = self.gen_ab(a), self.gen_ba(b)
-        rows = [a, fb, self.gen_ba(fb), b, fa, self.gen_ab(fa)]
+        g, f = self.inference(self.gen_ab), self.inference(self.gen_ba)
+        fb, fa = g(a), f(b)
+        rows = [a, fb, f(fb), b, fa, g(fa)]
         ch = max(r.shape[1] for r in rows)
         rows = [self.to_unit(r).expand(-1, ch, -1, -1) if r.shape[1] != ch else self.to_unit(r) for r in rows]
         return torch.cat(rows), len(a)

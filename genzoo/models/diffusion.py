@@ -130,8 +130,7 @@ class DDPMConfig(OneOptimizerConfig):
     dropout: float = 0.0
     conditional: bool = False
     label_dropout: float = 0.1
-    ema: float = 0.999
-    ema_warmup: bool = True  # d_n = min(ema, (1 + n) / (10 + n)); false: the plain ema every update
+    ema: float = 0.999  # the field of every model config (ModelConfig), on by default here
     clip_denoised: bool = True
     sample_steps: int = 50
     preview_steps: int = 20
@@ -161,8 +160,6 @@ class DDPMConfig(OneOptimizerConfig):
         if self.schedule == "linear" and self.beta_end * 1000 / self.timesteps >= 1:
             raise ValueError(f"schedule=linear with timesteps={self.timesteps}: beta_end scaled by 1000/T is "
                              f"{self.beta_end * 1000 / self.timesteps:.3g} >= 1; use more timesteps or cosine")
-        if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"ema={self.ema} must be in [0, 1) (a decay such as 0.999; 0 turns it off)")
         if not 0.0 <= self.label_dropout < 1.0:
             raise ValueError(f"label_dropout={self.label_dropout} must be in [0, 1)")
         if self.conditional and self.num_classes < 2:

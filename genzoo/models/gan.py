@@ -75,8 +75,6 @@ class GANConfig(ModelConfig):
     gradient_penalty: float = 0.0
     spectral_norm: bool = False
     d_batch_norm: bool | None = None  # dcgan arch; None: on unless spectral_norm or gradient_penalty
-    ema: float = 0.0
-    ema_warmup: bool = True  # d_n = min(ema, (1 + n) / (10 + n)); false: the plain ema every update
     label_smoothing: float = 0.0
     instance_noise: float = 0.0
     instance_noise_steps: int = 0
@@ -115,8 +113,6 @@ class GANConfig(ModelConfig):
         for name in ("latent_dim", "k", "channels", "embed_dim", "phase_images"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"ema={self.ema} must be in [0, 1) (a decay such as 0.999; 0 turns it off)")
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ValueError(f"label_smoothing={self.label_smoothing} must be in [0, 0.5)")
         for name in ("clip", "gradient_penalty", "instance_noise", "orthogonal_reg", "drift", "minibatch_std"):

@@ -149,7 +149,7 @@ class _Paired(GenerativeModel):
         if x.ndim != 4 or x.shape[1] != c_in:
             raise ValueError(f"{self.model_type} translates images shaped (B, {c_in}, H, W), got {tuple(x.shape)}")
         with torch.no_grad():
-            return self.generator(x.to(self.device))
+            return self.inference(self.generator)(x.to(self.device))  # the EMA copy in eval mode, when on
 
     def source_for_display(self, x: Tensor, size: tuple[int, int]) -> Tensor:
         """Sources resized (nearest) to the target size, for grids of source | output | target."""
@@ -251,6 +251,7 @@ class Pix2Pix(_Paired):
         self.generator = UNet(c_in, c_out, c.resolved_depth, c.base, c.norm, c.dropout, c.n_dropout)
         self.discriminator = PatchGAN(c_in + c_out, c.d_base, c.n_layers, c.norm) if c.gan_weight > 0 else None
         init_normal(self, c.init_std)
+        self.init_ema(self.generator)  # `ema` > 0: translate with an average of G's weights
 
     def _d_input(self, batch: Batch, image: Tensor) -> Tensor:
         return torch.cat([batch.x, image], 1)  # (B, C_in + C_out, H, W): D sees the pair
@@ -350,6 +351,7 @@ class SRGAN(_Paired):
             init_normal(self.discriminator)
         self.register_buffer("initialised", torch.zeros((), dtype=torch.long))
         self.__dict__["_phi_model"] = None
+        self.init_ema(self.generator)  # `ema` > 0: translate with an average of G's weights
 
     def _phi(self) -> nn.Module:
         phi = self.__dict__["_phi_model"]
@@ -397,6 +399,8 @@ class SRGAN(_Paired):
         except RuntimeError as e:
             raise ValueError(f"init_from={c.init_from}: its generator does not fit this config (channels, "
                              f"blocks, head, scale must match): {str(e).splitlines()[0]}") from None
+        if "ema" in self._modules:  # the average starts from the copied weights too
+            self.ema.module.load_state_dict(self.generator.state_dict())
         self.initialised.fill_(1)
 
 

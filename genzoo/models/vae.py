@@ -121,6 +121,7 @@ class VAE(GenerativeModel):
             self.register_buffer("log_sigma", log_sigma)
         # optimiser steps taken, for the KL warm-up (saved with the weights so resuming continues the schedule)
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        self.init_ema({"encoder": self.encoder, "encoder_head": self.encoder_head, "decoder": self.decoder})
 
     # ---- conditioning ----------------------------------------------------------------------------
     def _cond(self, labels: Tensor | None, n: int, what: str) -> Tensor | None:
@@ -165,8 +166,8 @@ class VAE(GenerativeModel):
     def encode(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """q(z|x): (mean, logvar), each (B, latent_dim). A conditional model infers missing labels."""
         labels = self._labels_for(x, labels)
-        h = self._with_cond(self.encoder(x), labels, "encode")
-        mean, logvar = self.encoder_head(h).chunk(2, dim=1)  # (B, 2L) -> 2 x (B, L)
+        h = self._with_cond(self.inference(self.encoder)(x), labels, "encode")  # the EMA copies in eval mode
+        mean, logvar = self.inference(self.encoder_head)(h).chunk(2, dim=1)  # (B, 2L) -> 2 x (B, L)
         return mean, logvar
 
     def code(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -174,7 +175,7 @@ class VAE(GenerativeModel):
 
     def decode_logits(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """Decoder output: Bernoulli logits, or the Gaussian mean. (B, C, H, W)."""
-        return self.decoder(self._with_cond(z, labels, "decode"))
+        return self.inference(self.decoder)(self._with_cond(z, labels, "decode"))
 
     def output(self, out: Tensor) -> Tensor:
         return torch.sigmoid(out) if self.config.decoder == "bernoulli" else out
