@@ -14,8 +14,21 @@ from pathlib import Path
 from typing import Any, Iterator
 
 TEMP_MARK = ".genzoo-tmp-"
-_UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it), then put back
+_UMASK = os.umask(0o022)  # at import (os.umask can only be read by setting it), then put back; see _umask
 os.umask(_UMASK)
+
+
+def _umask() -> int:
+    """The process's umask now: Linux reports it in /proc/self/status (read, not set, so it is thread-safe);
+    elsewhere the one read at import."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _UMASK
 
 
 def is_temp(path: str | os.PathLike) -> bool:
@@ -48,7 +61,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp)
     try:
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_UMASK)
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

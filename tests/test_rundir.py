@@ -373,3 +373,14 @@ def test_train_prints_only_files_it_wrote(tmp_path):
     for line in r.output.splitlines():
         if line.startswith("wrote "):
             assert Path(line[6:]).exists(), line
+
+
+def test_atomic_writes_follow_a_umask_changed_after_import(tmp_path):
+    from genzoo._io import write_bytes
+    old = os.umask(0o077)  # a process that tightens its umask after importing genzoo
+    try:
+        (tmp_path / "plain").write_bytes(b"x")
+        new = write_bytes(tmp_path / "report.json", b"{}")
+    finally:
+        os.umask(old)
+    assert new.stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777 == 0o600
