@@ -123,7 +123,8 @@ class Autoencoder(GenerativeModel):
         if c.tied and c.ema:
             raise ValueError(f"ema={c.ema}: a tied autoencoder has no decoder of its own to average (it decodes "
                              f"with the encoder's transpose); use ema=0 or tied=false")
-        self.init_ema(None if c.tied else {"encoder": self.encoder, "decoder": self.decoder})  # `ema`: both
+        if not c.tied:
+            self.init_ema({"encoder": self.encoder, "decoder": self.decoder})  # `ema`: average both
 
     # h = f(x)
     def encode(self, x: Tensor) -> Tensor:

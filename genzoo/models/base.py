@@ -115,7 +115,7 @@ class EMA(nn.Module):
         import copy
 
         if not 0.0 < decay < 1.0:
-            raise ValueError(f"ema={decay} must be in (0, 1) (a decay such as 0.999)")
+            raise ValueError(f"ema={decay} must be in (0, 1) (a decay such as 0.999; ema=0 turns averaging off)")
         self.decay, self.warmup = decay, warmup
         self.module = copy.deepcopy(module)
         self.module.requires_grad_(False)
@@ -241,18 +241,13 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} cannot translate")
 
     # ---- EMA of weights (an engine feature any model switches on) --------------------------------
-    def init_ema(self, module: nn.Module | dict[str, nn.Module] | None) -> None:
-        """Keep an EMA of `module` (or of several, {name: module}) when the config's `ema` decay is > 0, with the
-        warm-up unless the config's `ema_warmup` is false. Every model family calls it at the end of __init__
-        with the networks it generates with (None: it has none to average, and `ema` > 0 is an error)."""
+    def init_ema(self, module: nn.Module | dict[str, nn.Module]) -> None:
+        """Keep an EMA of `module` (or of several, {name: module}) when the config's `ema` decay is not 0 (EMA
+        checks its range), with the warm-up unless the config's `ema_warmup` is false. Every model family calls
+        it at the end of __init__ with the networks it generates with."""
         decay = float(getattr(self.config, "ema", 0.0) or 0.0)
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"ema={decay} must be in [0, 1) (a decay such as 0.999; 0 turns it off)")
         if decay == 0:
             return
-        if module is None:
-            raise ValueError(f"ema={decay}: {self.model_type or type(self).__name__} with this config has no "
-                             f"separate network to average; use ema=0")
         if isinstance(module, dict):
             module = nn.ModuleDict(module)  # not a submodule of the model: only the EMA holds it
         warmup = bool(getattr(self.config, "ema_warmup", True))
