@@ -128,10 +128,12 @@ def sweep(run: Path, n: int, truncations=TRUNCATIONS, seed: int = 0) -> list[dic
         p, r = M.precision_recall(real, ff, 3)
         d, c = M.density_coverage(real, ff, 5)
         labels = torch.arange(len(fake01)) % k
+        hit = (probs.argmax(1) == labels).double()
         rows.append({"truncation": t, "precision": round(p, 4), "recall": round(r, 4), "density": round(d, 4),
                      "coverage": round(c, 4), "classes_covered": cov["classes_covered"],
                      "min_class_share": round(min(cov["class_histogram"]), 4), "domain_fid": round(M.fid(real, ff), 3),
-                     "label_accuracy": round(float((probs.argmax(1) == labels).double().mean()), 4)})
+                     "label_accuracy": round(float(hit.mean()), 4),
+                     "label_accuracy_per_class": [round(float(hit[labels == j].mean()), 4) for j in range(k)]})
         print(json.dumps(rows[-1]), flush=True)
         from genzoo.images import save_grid
         pick = torch.cat([fake01[torch.arange(len(fake01)) % k == j][:8] for j in range(k)])
@@ -142,7 +144,7 @@ def sweep(run: Path, n: int, truncations=TRUNCATIONS, seed: int = 0) -> list[dic
 def sweep_outputs(rows: list[dict[str, Any]], out: Path) -> None:
     from matplotlib.figure import Figure
 
-    from genzoo._io import atomic_path, write_bytes, write_json
+    from genzoo._io import atomic_path, read_json, write_bytes, write_json
     keys = ["truncation", "precision", "recall", "density", "coverage", "classes_covered", "min_class_share",
             "domain_fid", "label_accuracy"]
     lines = ["| " + " | ".join(keys) + " |", "|" + " --- |" * len(keys)]
@@ -160,7 +162,8 @@ def sweep_outputs(rows: list[dict[str, Any]], out: Path) -> None:
     a.set_title("fidelity vs variety")
     b.plot(t, [r["domain_fid"] for r in rows], "o-", color="k")
     b.set_xlabel("truncation T")
-    b.set_ylabel("domain FID (genzoo's MNIST classifier)")
+    data = read_json(out / "run.json")["data"]
+    b.set_ylabel(f"domain FID (genzoo's {data} classifier)")
     b.set_title("domain FID")
     fig.tight_layout()
     with atomic_path(out / "sweep.png") as tmp:
