@@ -136,7 +136,7 @@ def sweep(run: Path, n: int, truncations=TRUNCATIONS, seed: int = 0) -> list[dic
                      "label_accuracy_per_class": [round(float(hit[labels == j].mean()), 4) for j in range(k)]})
         print(json.dumps(rows[-1]), flush=True)
         from genzoo.images import save_grid
-        pick = torch.cat([fake01[torch.arange(len(fake01)) % k == j][:8] for j in range(k)])
+        pick = torch.cat([fake01[labels == j][:8] for j in range(k)])
         save_grid(pick, run / f"truncation_{t}.png", 8, scale=2)
     return rows
 
