@@ -43,12 +43,15 @@ def test_neg_elbo(encode_decode, x_test: torch.Tensor) -> float:
     return total / len(x_test)
 
 
-def hand_run(ds: gd.Dataset, x_test: torch.Tensor, epochs: int) -> list[tuple[float, float]]:
-    """pytorch/examples' VAE loop, fp32, default Adam(1e-3), fresh shuffle per epoch. [(train seconds, -ELBO)]"""
-    torch.manual_seed(0)
+def hand_run(ds: gd.Dataset, x_test: torch.Tensor, epochs: int, lr: float = 1e-3,
+             cosine: bool = False, seed: int = 0) -> list[tuple[float, float]]:
+    """pytorch/examples' VAE loop, fp32, default Adam(1e-3), fresh shuffle per epoch (`cosine`: the LR annealed
+    to 0 over the run, stepped per batch). [(train seconds, -ELBO)]"""
+    torch.manual_seed(seed)
     enc = nn.Sequential(nn.Flatten(), nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 40))
     dec = nn.Sequential(nn.Linear(20, 400), nn.ReLU(), nn.Linear(400, 784))
-    opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=1e-3)
+    opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * (len(ds.x) // BATCH)) if cosine else None
     X, out, train_s = ds.x, [], 0.0
 
     def ed(x):
@@ -68,17 +71,20 @@ def hand_run(ds: gd.Dataset, x_test: torch.Tensor, epochs: int) -> list[tuple[fl
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
         train_s += time.perf_counter() - t
         out.append((train_s, test_neg_elbo(ed, x_test)))
     return out
 
 
-def genzoo_run(ds: gd.Dataset, x_test: torch.Tensor, epochs: int, **train) -> list[tuple[float, float]]:
-    """genzoo's engine (the `mlp-784-400-20` preset) with TrainConfig `train`; the same test measure at every
-    epoch end, its time excluded from the training seconds."""
-    torch.manual_seed(0)
-    model = build_model("vae", ds, preset="mlp-784-400-20")
-    tc = TrainConfig(epochs=epochs, batch_size=BATCH, log_every=50, sample_every=0, checkpoint_every=10**9,
+def genzoo_run(ds: gd.Dataset, x_test: torch.Tensor, epochs: int, lr: float = 1e-3, seed: int = 0,
+               **train) -> list[tuple[float, float]]:
+    """genzoo's engine (the `mlp-784-400-20` preset, Adam at `lr`) with TrainConfig `train`; the same test measure
+    at every epoch end, its time excluded from the training seconds."""
+    torch.manual_seed(seed)
+    model = build_model("vae", ds, preset="mlp-784-400-20", lr=lr)
+    tc = TrainConfig(epochs=epochs, batch_size=BATCH, seed=seed, log_every=50, sample_every=0, checkpoint_every=10**9,
                      validate=False, progress=False, **train)
     trainer = Trainer(model, ds, tc, None)
     out: list[tuple[float, float]] = []
@@ -115,27 +121,44 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--variants", default="fp32,bf16", help="genzoo precisions to run")
     ap.add_argument("--data", default="mnist", help="dataset (mnist-mini for a smoke run)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of every run (init, batch order, z samples)")
+    ap.add_argument("--recipe", default="", metavar="LR:EPOCHS",
+                    help="also run Adam(LR) with a cosine decay to 0 over EPOCHS epochs (hand loop and genzoo)")
     args = ap.parse_args()
+    recipe = None
+    if args.recipe:
+        try:
+            lr_s, ep_s = args.recipe.split(":")
+            recipe = (float(lr_s), int(ep_s))
+        except ValueError:
+            ap.error(f"--recipe {args.recipe!r}: expected LR:EPOCHS, e.g. 4e-3:6")
     torch.set_num_threads(args.threads)
     ds, test = gd.load(args.data, "train"), gd.load(args.data, "test")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), VAE 784-400-20, batch {BATCH}, "
-          f"{args.epochs} epochs, {ds.name} {len(ds)} train / {len(test)} test")
-    curves = {"hand-written fp32": hand_run(ds, test.x, args.epochs)}
+          f"{args.epochs} epochs, seed {args.seed}, {ds.name} {len(ds)} train / {len(test)} test")
+    curves = {"hand-written fp32": hand_run(ds, test.x, args.epochs, seed=args.seed)}
     for p in args.variants.split(","):
-        curves[f"genzoo {p}"] = genzoo_run(ds, test.x, args.epochs, precision=p)
+        curves[f"genzoo {p}"] = genzoo_run(ds, test.x, args.epochs, precision=p, seed=args.seed)
+    if recipe:
+        lr, ep = recipe
+        tag = f"lr {lr:g} cos {ep} ep"
+        curves[f"hand fp32 {tag}"] = hand_run(ds, test.x, ep, lr=lr, cosine=True, seed=args.seed)
+        for p in args.variants.split(","):
+            curves[f"genzoo {p} {tag}"] = genzoo_run(ds, test.x, ep, lr=lr, precision=p, lr_schedule="cosine",
+                                                       seed=args.seed)
     hand_t, hand_v = curves["hand-written fp32"][-1]
-    print(f"\n{'method':<20}{'train s':>9}{'test -ELBO':>12}   per-epoch -ELBO")
+    print(f"\n{'method':<32}{'train s':>9}{'test -ELBO':>12}   per-epoch -ELBO")
     for k, c in curves.items():
-        print(f"{k:<20}{c[-1][0]:>9.1f}{c[-1][1]:>12.2f}   " + " ".join(f"{v:.1f}" for _, v in c))
+        print(f"{k:<32}{c[-1][0]:>9.1f}{c[-1][1]:>12.2f}   " + " ".join(f"{v:.1f}" for _, v in c))
     if "genzoo fp32" in curves and "genzoo bf16" in curves:
         d = curves["genzoo bf16"][-1][1] - curves["genzoo fp32"][-1][1]
         print(f"\nbf16 - fp32 test -ELBO after {args.epochs} epochs: {d:+.2f} nats (target |d| <= 0.5)")
     print(f"time to the hand loop's {args.epochs}-epoch test -ELBO ({hand_v:.2f}; hand loop {hand_t:.1f} s):")
     for k, c in curves.items():
-        if k.startswith("genzoo"):
+        if k != "hand-written fp32":
             t = first_reach(c, hand_v)
             print(f"  {k}: " + (f"{t:.1f} s = {t / hand_t:.2f}x (target <= 0.5x)" if t is not None
-                                else f"not reached in {args.epochs} epochs ({c[-1][1]:.2f})"))
+                                else f"not reached in {len(c)} epochs ({c[-1][1]:.2f})"))
     print(json.dumps({k: [[round(t, 2), round(v, 3)] for t, v in c] for k, c in curves.items()}))
 
 
