@@ -101,6 +101,17 @@ def test_a_preset_carries_training_keys_that_options_override(tmp_path):
     assert r.exit_code == 2 and "preset 'nonesuch' is not defined for ae" in r.output
 
 
+def test_the_fast_vae_preset_is_the_timed_recipe_and_options_override_it():
+    """`mlp-784-400-20-fast` is the recipe benchmarks/fast_path.py times (--recipe 4e-3:8): pytorch/examples'
+    784-400-20 VAE, Adam(4e-3), a cosine decay over 8 epochs; --epochs / --steps / --set replace its parts."""
+    d = json.loads(gz("train", "vae", "--preset", "mlp-784-400-20-fast", "--print-config").output)
+    assert (d["model"]["hidden"], d["model"]["latent_dim"], d["model"]["lr"]) == ([400], 20, 4e-3)
+    assert (d["train"]["lr_schedule"], d["train"]["epochs"], d["train"]["batch_size"]) == ("cosine", 8, 128)
+    d = json.loads(gz("train", "vae", "--preset", "mlp-784-400-20-fast", "--steps", "30", "--set", "lr=1e-3",
+                      "--print-config").output)
+    assert (d["train"]["epochs"], d["train"]["steps"], d["model"]["lr"]) == (None, 30, 1e-3)
+
+
 def test_resume_continues_from_cli(ae_run):
     r = gz("train", "ae", "--out", ae_run, "--resume", "--steps", "50", *QUIET)
     assert r.exit_code == 0, r.output
