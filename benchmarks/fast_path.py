@@ -131,19 +131,20 @@ def main() -> None:
             lr_s, ep_s = args.recipe.split(":")
             recipe = (float(lr_s), int(ep_s))
         except ValueError:
-            ap.error(f"--recipe {args.recipe!r}: expected LR:EPOCHS, e.g. 4e-3:6")
+            ap.error(f"--recipe {args.recipe!r}: expected LR:EPOCHS, e.g. 4e-3:8")
     torch.set_num_threads(args.threads)
     ds, test = gd.load(args.data, "train"), gd.load(args.data, "test")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), VAE 784-400-20, batch {BATCH}, "
           f"{args.epochs} epochs, seed {args.seed}, {ds.name} {len(ds)} train / {len(test)} test")
+    variants = args.variants.split(",")
     curves = {"hand-written fp32": hand_run(ds, test.x, args.epochs, seed=args.seed)}
-    for p in args.variants.split(","):
+    for p in variants:
         curves[f"genzoo {p}"] = genzoo_run(ds, test.x, args.epochs, precision=p, seed=args.seed)
     if recipe:
         lr, ep = recipe
         tag = f"lr {lr:g} cos {ep} ep"
         curves[f"hand fp32 {tag}"] = hand_run(ds, test.x, ep, lr=lr, cosine=True, seed=args.seed)
-        for p in args.variants.split(","):
+        for p in variants:
             curves[f"genzoo {p} {tag}"] = genzoo_run(ds, test.x, ep, lr=lr, precision=p, lr_schedule="cosine",
                                                        seed=args.seed)
     hand_t, hand_v = curves["hand-written fp32"][-1]

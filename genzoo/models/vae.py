@@ -33,6 +33,9 @@ from ..registry import register
 from .base import Batch, GenerativeModel, OneOptimizerConfig, Phase
 
 
+_MLP_784_400_20 = {"arch": "mlp", "hidden": (400,), "latent_dim": 20}  # pytorch/examples' VAE
+
+
 @dataclass(frozen=True)
 class VAEConfig(OneOptimizerConfig):
     """VAE. `arch`: mlp | conv; `hidden`: MLP widths (encoder order, the decoder mirrors them) or conv channels.
@@ -58,11 +61,10 @@ class VAEConfig(OneOptimizerConfig):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"hidden": (32,), "latent_dim": 4},
         # pytorch/examples' VAE: 784-400-20, ReLU, Bernoulli decoder
-        "mlp-784-400-20": {"arch": "mlp", "hidden": (400,), "latent_dim": 20},
+        "mlp-784-400-20": _MLP_784_400_20,
         # the same VAE, trained to the 10-epoch constant-LR -ELBO sooner: Adam(4e-3) annealed to 0 by a cosine over
         # 8 epochs reaches it after 6 (docs/benchmarks.md, "time to quality"; benchmarks/fast_path.py --recipe)
-        "mlp-784-400-20-fast": {"arch": "mlp", "hidden": (400,), "latent_dim": 20, "lr": 4e-3,
-                                "lr_schedule": "cosine", "epochs": 8},
+        "mlp-784-400-20-fast": {**_MLP_784_400_20, "lr": 4e-3, "lr_schedule": "cosine", "epochs": 8},
         # a 2-D latent for latent maps and manifold grids
         "latent2": {"arch": "mlp", "hidden": (512, 256), "latent_dim": 2},
         # Burda et al. 2015's one-stochastic-layer VAE: 784-200-200-50, tanh
