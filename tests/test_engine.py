@@ -143,6 +143,31 @@ def test_nan_loss_stops_with_step_and_term_and_keeps_checkpoint(tmp_path, monkey
     assert json.loads((out / "run.json").read_text())["status"] == "diverged"
 
 
+class LazyExploding(Exploding):
+    """Logs a 'lazy' term only on odd calls (as a lazy penalty does) and makes it NaN at `explode_at`."""
+
+    def phases(self):
+        def loss(batch: Batch):
+            self.calls += 1
+            val = (self.w - 1).pow(2).sum()
+            terms = {"recon": val}
+            if self.calls % 2:
+                lazy = val * float("nan") if self.calls == self.config.explode_at else val.detach() * 0
+                val, terms["lazy"] = val + lazy, lazy
+            return val, terms
+        return [Phase("main", [self.w], loss, {"name": "sgd", "lr": 0.1})]
+
+
+def test_nan_in_a_term_logged_on_some_steps_only_is_still_named(tmp_path, monkeypatch):
+    # the bad step's values survive the steps after it whose term list differs
+    from genzoo import registry
+    monkeypatch.setitem(registry._MODELS, "lazy-exploding",
+                        registry.Entry("lazy-exploding", ExplodeConfig, LazyExploding, "x"))
+    model = LazyExploding(ExplodeConfig(image_shape=(1, 28, 28), explode_at=5))
+    with pytest.raises(TrainingDiverged, match=r"step 5: loss term 'lazy' of phase 'main' is nan.*steps 1-8\)"):
+        genzoo.train(model, "mnist-mini", out=tmp_path / "run", steps=10, settings={**FAST, "log_every": 8})
+
+
 def test_cosine_schedule_follows_closed_form(tmp_path):
     out = tmp_path / "r"
     genzoo.train("ae", out=out, preset="tiny", steps=20, settings={**FAST, "lr_schedule": "cosine", "log_every": 1})

@@ -154,6 +154,24 @@ def test_gradient_penalty_in_training_and_validation(tiny_run, monkeypatch):
     assert torch.isfinite(total) and "discriminator/gp" not in terms and "generator/d_fake" in terms
 
 
+def test_lazy_gradient_penalty_runs_every_nth_generator_step_at_n_times_the_weight(tiny_run):
+    # StyleGAN2's lazy regularisation: with gp_every = 3 the penalty is in the critic phases of generator steps
+    # 0, 3, 6, ... only (metrics rows 1, 4, 7), weighted 3 * lambda there, so its average weight stays lambda
+    model, run = tiny_run("wgan-gp", steps=7, gp_every=3, log_every=1, k=1)
+    assert [int(r["step"]) for r in gd_rows(run) if r.get("discriminator/gp")] == [1, 4, 7]
+    model.train()
+    batch = Batch(model.prepare(gd.load("mnist-mini", "test").x[:8]), None)
+    lam = model.config.gradient_penalty
+    model._generator_steps = 9
+    total, terms = model.d_loss(batch)
+    assert float(total.detach()) == pytest.approx(float(terms["adv"]) + 3 * lam * float(terms["gp"]), rel=1e-5)
+    model._generator_steps = 10
+    total, terms = model.d_loss(batch)
+    assert "gp" not in terms and float(total.detach()) == float(terms["adv"])
+    with pytest.raises(ValueError, match="gp_every must be >= 1, got 0"):
+        tiny("wgan-gp", gd.load("mnist-mini"), gp_every=0)
+
+
 def test_conditional_sampling_shapes_and_labels_reach_both_networks():
     torch.manual_seed(0)
     ds = gd.load("mnist-mini")

@@ -47,8 +47,10 @@ class GANConfig(ModelConfig):
     (D uses them reversed). `channels`: DCGAN base width (D doubles it at each stride-2 layer; G mirrors D).
     `loss`: bce | hinge | wasserstein | least-squares; `generator_loss` (bce only): non-saturating | minimax.
     `k`: discriminator steps per generator step. `clip` > 0: WGAN weight clipping to [-clip, clip] after
-    every critic step. `gradient_penalty`: lambda of the WGAN-GP term. `ema` > 0: sample with an exponential
-    moving average of G's weights (decay `ema`). `label_smoothing`: real target 1 - alpha (one-sided).
+    every critic step. `gradient_penalty`: lambda of the WGAN-GP term. `gp_every`: lazy regularisation (Karras et
+    al. 2020, StyleGAN2, s.3.1): the penalty only in the critic phases of every `gp_every`-th generator step,
+    weighted gp_every * lambda there, so its average strength is unchanged (1: every step). `ema` > 0: sample
+    with an exponential moving average of G's weights (decay `ema`). `label_smoothing`: real target 1 - alpha (one-sided).
     `instance_noise`: std of Gaussian noise added to D's inputs, annealed linearly to 0 over
     `instance_noise_steps` generator steps (0: constant). `init`: default | dcgan (weights ~ N(0, 0.02)).
     `monitor_every`: run the mode monitor every N steps (0: off) on `monitor_samples` fixed samples.
@@ -73,6 +75,7 @@ class GANConfig(ModelConfig):
     k: int = 1
     clip: float = 0.0
     gradient_penalty: float = 0.0
+    gp_every: int = 1
     spectral_norm: bool = False
     d_batch_norm: bool | None = None  # dcgan arch; None: on unless spectral_norm or gradient_penalty
     label_smoothing: float = 0.0
@@ -110,7 +113,7 @@ class GANConfig(ModelConfig):
         check_choice("loss", self.loss, losses.GAN_LOSSES)
         check_choice("generator_loss", self.generator_loss, losses.GENERATOR_LOSSES)
         check_choice("init", self.init, ("default", "dcgan"))
-        for name in ("latent_dim", "k", "channels", "embed_dim", "phase_images"):
+        for name in ("latent_dim", "k", "channels", "embed_dim", "phase_images", "gp_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.label_smoothing < 0.5:
@@ -732,12 +735,12 @@ class GAN(GenerativeModel):
             drift = losses.drift_penalty(r)
             total = total + c.drift * drift
             terms["drift"] = drift.detach()
-        if c.gradient_penalty and penalty:
+        if c.gradient_penalty and penalty and self._generator_steps % c.gp_every == 0:  # the int mirror: no sync
             shape = (len(real), *([1] * (real.ndim - 1)))
             eps = self.rng.rand(*shape) if self.rng is not None else torch.rand(shape, device=real.device)
             with torch.autocast(real.device.type, enabled=False):  # the penalty's double backward stays fp32
                 gp = losses.gradient_penalty(lambda v: self.D(v, y), real.float(), fake.float(), eps)
-            total = total + c.gradient_penalty * gp
+            total = total + c.gp_every * c.gradient_penalty * gp
             terms["gp"] = gp.detach()
         if c.resolved_arch == "progan":  # logged in metrics.csv as discriminator/stage, discriminator/alpha
             s, alpha = self.stage

@@ -339,7 +339,9 @@ class Trainer:
         self.pin = self.device.type == "cuda"
         # per phase: the first step whose loss was not finite (_NEVER: none), kept on the device
         self._first_bad = [torch.full((), _NEVER, dtype=torch.long, device=self.device) for _ in self.phases]
-        self._snap: dict[int, tuple[list[str], Tensor]] = {}  # per phase: term names, values at the first bad step
+        # per phase and list of term names (a lazy penalty logs its term only on some steps): the values at the
+        # first bad step; the list whose total (last value) is not finite holds them
+        self._snap: dict[int, dict[tuple[str, ...], Tensor]] = {}
         self._checked_from = 1  # first step of the interval since the last finite-check
         if resume_state is not None:
             self._restore(resume_state)
@@ -607,10 +609,8 @@ class Trainer:
         vals = torch.stack([*vals, total.detach()]).float()  # (terms + 1,)
         newly = (fb == _NEVER) & ~torch.isfinite(total.detach())
         self._first_bad[pi] = torch.where(newly, self.step + 1, fb)
-        snap = self._snap.get(pi)
-        if snap is None or snap[0] != list(terms):
-            snap = (list(terms), torch.zeros_like(vals))
-        self._snap[pi] = (snap[0], torch.where(newly, vals, snap[1]))
+        snaps, names = self._snap.setdefault(pi, {}), tuple(terms)
+        snaps[names] = torch.where(newly, vals, snaps[names] if names in snaps else torch.zeros_like(vals))
 
     def _only_train(self, phase: Phase | None) -> None:
         """requires_grad only for this phase's parameters (None: all), so that e.g. a generator step does
@@ -635,8 +635,7 @@ class Trainer:
         pi = int(torch.argmin(mine)) if int(mine.min()) == lo else -1
         report = None
         if pi >= 0:  # the terms at that step: the first non-finite one (else the total) is named
-            names, vals = self._snap[pi]
-            vals = vals.tolist()
+            names, vals = next((n, v.tolist()) for n, v in self._snap[pi].items() if not math.isfinite(float(v[-1])))
             bad = [i for i, v in enumerate(vals[:-1]) if not math.isfinite(v)]
             term, value = (names[bad[0]], vals[bad[0]]) if bad else ("total", vals[-1])
             report = (lo, pi, self.dist.rank, term, self.phases[pi].name, value)
