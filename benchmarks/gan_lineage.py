@@ -67,9 +67,10 @@ PROGAN_STEP_S = {7: 0.10, 14: 0.28, 28: 0.60}  # CPU seconds per step of 64 real
 PROGAN_FINAL_SHARE = 0.70
 
 
-def progan_phase_images(budget_min: float, batch_size: int = 64) -> int:
-    """Images per progan fade-in and stable phase for a `budget_min` CPU-minute run (see the comment above)."""
-    c = {r: t / batch_size for r, t in PROGAN_STEP_S.items()}
+def progan_phase_images(budget_min: float) -> int:
+    """Images per progan fade-in and stable phase for a `budget_min` CPU-minute run (see the comment above; the
+    cost per image is taken as that of batch 64 at any batch size)."""
+    c = {r: t / 64 for r, t in PROGAN_STEP_S.items()}
     final_per_p = PROGAN_FINAL_SHARE / (1 - PROGAN_FINAL_SHARE) * 5
     p = budget_min * 60 / (c[7] + 2 * c[14] + c[28] + final_per_p * c[28])
     return max(1000, int(p // 1000) * 1000)
@@ -181,6 +182,8 @@ def main() -> None:
     ap.add_argument("--sweep", type=Path, default=None, help="run directory of a biggan: the truncation sweep")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a config field for every case (a recipe variant), e.g. --set ema=0.999")
+    ap.add_argument("--batch-size", type=int, default=None, help="instead of the case's (64; progan's images per "
+                    "phase follow it)")
     ap.add_argument("--quick", action="store_true", help="tiny budgets and mnist-mini: checks the script only")
     args = ap.parse_args()
     from genzoo.config import parse_sets
@@ -198,10 +201,12 @@ def main() -> None:
     for name in names:
         case = dict(CASES[name])
         case["settings"] = {**case["settings"], **overrides}
+        if args.batch_size:
+            case["batch_size"] = args.batch_size
         if args.quick:
             case["data"], case["preset"] = "mnist-mini" if case["data"] == "mnist" else case["data"], "tiny"
         elif case["model"] == "progan" and "phase_images" not in case["settings"]:
-            case["settings"] = {**case["settings"], "phase_images": progan_phase_images(budget, case["batch_size"])}
+            case["settings"] = {**case["settings"], "phase_images": progan_phase_images(budget)}
             print(f"{name}: {case['settings']['phase_images']} images per progan phase for {budget} CPU minutes",
                   flush=True)
         out = args.out / name
