@@ -182,8 +182,8 @@ def main() -> None:
     ap.add_argument("--sweep", type=Path, default=None, help="run directory of a biggan: the truncation sweep")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a config field for every case (a recipe variant), e.g. --set ema=0.999")
-    ap.add_argument("--batch-size", type=int, default=None, help="instead of the case's (64; progan's images per "
-                    "phase follow it)")
+    ap.add_argument("--batch-size", type=int, default=None, help="instead of the case's 64 (progan's images per "
+                    "phase stay those of the budget)")
     ap.add_argument("--quick", action="store_true", help="tiny budgets and mnist-mini: checks the script only")
     args = ap.parse_args()
     from genzoo.config import parse_sets

@@ -50,8 +50,8 @@ class GANConfig(ModelConfig):
     every critic step. `gradient_penalty`: lambda of the WGAN-GP term. `gp_every`: lazy regularisation (Karras et
     al. 2020, StyleGAN2, s.3.1): the penalty only in the critic phases of every `gp_every`-th generator step,
     weighted gp_every * lambda there, so its average strength is unchanged (1: every step). `ema` > 0: sample
-    with an exponential moving average of G's weights (decay `ema`). `label_smoothing`: real target 1 - alpha (one-sided).
-    `instance_noise`: std of Gaussian noise added to D's inputs, annealed linearly to 0 over
+    with an exponential moving average of G's weights (decay `ema`). `label_smoothing`: real target 1 - alpha
+    (one-sided). `instance_noise`: std of Gaussian noise added to D's inputs, annealed linearly to 0 over
     `instance_noise_steps` generator steps (0: constant). `init`: default | dcgan (weights ~ N(0, 0.02)).
     `monitor_every`: run the mode monitor every N steps (0: off) on `monitor_samples` fixed samples.
 
