@@ -157,7 +157,7 @@ def test_gradient_penalty_in_training_and_validation(tiny_run, monkeypatch):
 def test_lazy_gradient_penalty_runs_every_nth_generator_step_at_n_times_the_weight(tiny_run):
     # StyleGAN2's lazy regularisation: with gp_every = 3 the penalty is in the critic phases of generator steps
     # 0, 3, 6, ... only (metrics rows 1, 4, 7), weighted 3 * lambda there, so its average weight stays lambda
-    model, run = tiny_run("wgan-gp", steps=7, gp_every=3, log_every=1, k=1)
+    model, run = tiny_run("wgan-gp", steps=7, gp_every=3, k=1)
     assert [int(r["step"]) for r in gd_rows(run) if r.get("discriminator/gp")] == [1, 4, 7]
     model.train()
     batch = Batch(model.prepare(gd.load("mnist-mini", "test").x[:8]), None)
