@@ -63,14 +63,15 @@ for _name in ("sagan", "biggan", "progan", "dcgan-sn"):
 # (docs/benchmarks.md): ~0.10 s per step at 7x7 and ~0.60 at 28x28 (the gradient penalty's double backward)
 # measured, ~0.28 at 14x14 the rest of its 7.01 CPU minutes. 20 CPU minutes -> P ~ 9,300, rounded down to a
 # multiple of 1,000 (the run prints its cost per step per chunk, to check these).
-PROGAN_STEP_S = {7: 0.10, 14: 0.28, 28: 0.60}  # CPU seconds per step of 64 real images
+PROGAN_STEP_BATCH = 64  # real images per step of the run PROGAN_STEP_S was measured on
+PROGAN_STEP_S = {7: 0.10, 14: 0.28, 28: 0.60}  # CPU seconds per step of PROGAN_STEP_BATCH real images
 PROGAN_FINAL_SHARE = 0.70
 
 
 def progan_phase_images(budget_min: float) -> int:
     """Images per progan fade-in and stable phase for a `budget_min` CPU-minute run (see the comment above; the
-    cost per image is taken as that of batch 64 at any batch size)."""
-    c = {r: t / 64 for r, t in PROGAN_STEP_S.items()}
+    cost per image is taken as that of the measured batch at any batch size)."""
+    c = {r: t / PROGAN_STEP_BATCH for r, t in PROGAN_STEP_S.items()}
     final_per_p = PROGAN_FINAL_SHARE / (1 - PROGAN_FINAL_SHARE) * 5
     p = budget_min * 60 / (c[7] + 2 * c[14] + c[28] + final_per_p * c[28])
     return max(1000, int(p // 1000) * 1000)
